@@ -1,0 +1,1 @@
+"""Pure PyTorch modules: no numpy I/O, no napari."""
