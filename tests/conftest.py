@@ -38,8 +38,8 @@ def perturb_(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> tor
 
 def max_rel_err(ours: torch.Tensor | np.ndarray, ref: torch.Tensor | np.ndarray) -> float:
     """max |ours - ref| / max |ref| — the parity measure the issues define."""
-    ours = torch.as_tensor(np.asarray(ours) if not torch.is_tensor(ours) else ours).double()
-    ref = torch.as_tensor(np.asarray(ref) if not torch.is_tensor(ref) else ref).double()
+    ours = (ours.detach().cpu() if torch.is_tensor(ours) else torch.as_tensor(np.asarray(ours))).double()
+    ref = (ref.detach().cpu() if torch.is_tensor(ref) else torch.as_tensor(np.asarray(ref))).double()
     assert ours.shape == ref.shape, (ours.shape, ref.shape)
     denom = ref.abs().max().clamp_min(1e-12)
     return float((ours - ref).abs().max() / denom)
