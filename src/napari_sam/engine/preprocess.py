@@ -1,0 +1,149 @@
+"""Image normalisation and the official SAM 1 / SAM 2 preprocessing, numpy in, tensor out.
+
+Microscopy data comes in every dtype; SAM wants 8-bit RGB. :func:`to_uint8_rgb` maps a frame to
+0-255 with the contrast limits the user sees in napari (or robust percentiles), NaN/inf as
+background; then each family's own preprocessing reproduces the official predictors exactly:
+
+* SAM 1 (``SamPredictor``): PIL bilinear resize of the longest side to S (new size
+  ``int(x * scale + 0.5)``), normalise on 0-255 with the ImageNet mean/std, zero-pad to SxS.
+* SAM 2 image predictor (``SAM2ImagePredictor``): /255, bilinear antialiased resize to SxS,
+  ImageNet normalisation.
+* SAM 2 video predictor (``SAM2VideoPredictor`` frame loader): PIL resize to SxS (its default,
+  bicubic), /255 in float64, then float32 normalisation.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+SAM1_MEAN = (123.675, 116.28, 103.53)
+SAM1_STD = (58.395, 57.12, 57.375)
+SAM2_MEAN = (0.485, 0.456, 0.406)
+SAM2_STD = (0.229, 0.224, 0.225)
+ROBUST_PERCENTILES = (0.5, 99.8)
+
+
+def _finite_sample(values: np.ndarray, max_values: int = 1_000_000) -> np.ndarray:
+    flat = np.asarray(values).reshape(-1)
+    if flat.size > max_values:
+        flat = flat[:: flat.size // max_values + 1]
+    flat = flat.astype(np.float64, copy=False)
+    return flat[np.isfinite(flat)]
+
+
+def robust_limits(values: np.ndarray) -> tuple[float, float]:
+    """(low, high) at :data:`ROBUST_PERCENTILES` of the finite values; (0, 0) if none."""
+    finite = _finite_sample(values)
+    if finite.size == 0:
+        return (0.0, 0.0)
+    lo, hi = np.percentile(finite, ROBUST_PERCENTILES)
+    return (float(lo), float(hi))
+
+
+def estimate_contrast_limits(frames, max_frames: int = 16) -> tuple[float, float]:
+    """Contrast limits for a whole stack, from up to ``max_frames`` evenly spaced frames.
+
+    One mapping for every frame, so a stack does not flicker. uint8 data keeps (0, 255);
+    bool data (0, 1). ``frames`` is (T, ...) array-like, read lazily.
+    """
+    dtype = np.dtype(frames.dtype)
+    if dtype == np.uint8:
+        return (0.0, 255.0)
+    if dtype == np.bool_:
+        return (0.0, 1.0)
+    n = int(frames.shape[0])
+    picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
+    per_frame = max(1, 1_000_000 // len(picks))
+    samples = [_finite_sample(np.asarray(frames[int(i)]), per_frame) for i in picks]
+    return robust_limits(np.concatenate(samples))
+
+
+def to_uint8_rgb(frame, contrast_limits=None) -> np.ndarray:
+    """Map one (H, W) or (H, W, 3|4) frame of any dtype to (H, W, 3) uint8.
+
+    ``contrast_limits=(lo, hi)``: linear map lo -> 0, hi -> 255, clipped (what napari shows).
+    ``None``: uint8 data as it is, bool as 0/255, anything else by robust percentiles.
+    NaN and +/-inf become 0 (background). A constant image maps to 0.
+    """
+    a = np.asarray(frame)
+    if a.ndim == 3 and a.shape[-1] == 4:
+        a = a[..., :3]
+    if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
+        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {a.shape}")
+    if a.shape[0] < 1 or a.shape[1] < 1:
+        raise ValueError(f"image has no pixels: shape {a.shape}")
+    if a.dtype == np.bool_:
+        a = a.astype(np.uint8) * 255
+        contrast_limits = None if contrast_limits is None else tuple(255 * np.asarray(contrast_limits, float))
+    if a.dtype == np.uint8 and contrast_limits is None:
+        out = a
+    else:
+        if a.dtype.kind == "c":
+            raise ValueError("complex-valued images are not supported")
+        lo, hi = robust_limits(a) if contrast_limits is None else map(float, contrast_limits)
+        if not (np.isfinite(lo) and np.isfinite(hi)):
+            raise ValueError(f"contrast limits must be finite, got {contrast_limits}")
+        x = a.astype(np.float64)
+        bad = ~np.isfinite(x)
+        if hi > lo:
+            x = (x - lo) * (255.0 / (hi - lo))
+        else:
+            x = np.zeros_like(x)
+        x[bad] = 0.0
+        out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+    if out.ndim == 2:
+        out = np.repeat(out[..., None], 3, axis=-1)
+    return np.ascontiguousarray(out)
+
+
+def sam1_resized_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
+    """SAM 1's resize: longest side to ``long_side``, each side ``int(x * scale + 0.5)``."""
+    scale = long_side / max(h, w)
+    return int(h * scale + 0.5), int(w * scale + 0.5)
+
+
+def preprocess_sam1(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, S, S) float32 as the official ``SamPredictor`` feeds its encoder."""
+    h, w = rgb.shape[:2]
+    nh, nw = sam1_resized_shape(h, w, image_size)
+    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
+    x = torch.from_numpy(resized).permute(2, 0, 1).float()
+    mean = torch.tensor(SAM1_MEAN).view(3, 1, 1)
+    std = torch.tensor(SAM1_STD).view(3, 1, 1)
+    x = (x - mean) / std
+    x = F.pad(x, (0, image_size - nw, 0, image_size - nh))
+    return x[None]
+
+
+def preprocess_sam2_image(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, S, S) float32 as the official ``SAM2ImagePredictor`` does."""
+    x = torch.from_numpy(np.ascontiguousarray(rgb)).permute(2, 0, 1).float().div(255.0)[None]
+    x = F.interpolate(x, (image_size, image_size), mode="bilinear", align_corners=False, antialias=True)
+    mean = torch.tensor(SAM2_MEAN).view(1, 3, 1, 1)
+    std = torch.tensor(SAM2_STD).view(1, 3, 1, 1)
+    return (x - mean) / std
+
+
+def preprocess_sam2_video(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:
+    """(H, W, 3) uint8 -> (1, 3, S, S) float32 as the official video frame loader does."""
+    resized = np.asarray(Image.fromarray(rgb).resize((image_size, image_size), Image.BICUBIC))
+    x = torch.from_numpy(resized / 255.0).permute(2, 0, 1).to(torch.float32)
+    x -= torch.tensor(SAM2_MEAN, dtype=torch.float32)[:, None, None]
+    x /= torch.tensor(SAM2_STD, dtype=torch.float32)[:, None, None]
+    return x[None]
+
+
+def preprocess_for(model, rgb: np.ndarray) -> torch.Tensor:
+    """The preprocessing an :class:`EmbeddingStore` uses for ``model``'s family.
+
+    SAM 1: the official image predictor's; SAM 2: the official video loader's (stores hold
+    stacks, and propagation must match the official video predictor).
+    """
+    if model.family == "sam1":
+        return preprocess_sam1(rgb, model.image_size)
+    if model.family == "sam2":
+        return preprocess_sam2_video(rgb, model.image_size)
+    raise ValueError(f"unknown model family {model.family!r}")
