@@ -109,7 +109,7 @@ def preprocess_sam1(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, S, S) float32 as the official ``SamPredictor`` feeds its encoder."""
     h, w = rgb.shape[:2]
     nh, nw = sam1_resized_shape(h, w, image_size)
-    resized = np.asarray(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
+    resized = np.array(Image.fromarray(rgb).resize((nw, nh), Image.BILINEAR))
     x = torch.from_numpy(resized).permute(2, 0, 1).float()
     mean = torch.tensor(SAM1_MEAN).view(3, 1, 1)
     std = torch.tensor(SAM1_STD).view(3, 1, 1)
@@ -129,7 +129,7 @@ def preprocess_sam2_image(rgb: np.ndarray, image_size: int = 1024) -> torch.Tens
 
 def preprocess_sam2_video(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:
     """(H, W, 3) uint8 -> (1, 3, S, S) float32 as the official video frame loader does."""
-    resized = np.asarray(Image.fromarray(rgb).resize((image_size, image_size), Image.BICUBIC))
+    resized = np.array(Image.fromarray(rgb).resize((image_size, image_size), Image.BICUBIC))
     x = torch.from_numpy(resized / 255.0).permute(2, 0, 1).to(torch.float32)
     x -= torch.tensor(SAM2_MEAN, dtype=torch.float32)[:, None, None]
     x /= torch.tensor(SAM2_STD, dtype=torch.float32)[:, None, None]
