@@ -1,0 +1,156 @@
+"""Model names -> official checkpoint facts (URL, SHA-256, size) and the builder of each.
+
+``list_models()`` says what exists and what is already cached; ``load_model()`` builds the
+architecture, finds or downloads the weights (see :mod:`napari_sam.checkpoints`) and loads
+them with ``strict=True``.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+SAM1_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
+SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
+SAM21_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """One registry entry. ``size`` is in bytes (None where not published)."""
+
+    name: str
+    family: str  # "sam1" | "sam2"
+    version: str  # "1" | "2.0" | "2.1"
+    variant: str  # vit_b / vit_l / vit_h | tiny / small / base_plus / large
+    filename: str
+    url: str
+    sha256: str
+    size: int | None = None
+
+    @property
+    def path(self) -> Path:
+        """Where the cached official file lives (or would live)."""
+        return cache_dir() / self.filename
+
+    @property
+    def cached(self) -> bool:
+        return self.path.is_file()
+
+    @property
+    def size_text(self) -> str:
+        return "size unknown" if self.size is None else f"{self.size / 2**20:,.0f} MiB"
+
+
+def _sam1(variant: str, file: str, sha: str, size: int | None) -> ModelInfo:
+    return ModelInfo(f"sam_{variant}", "sam1", "1", variant, file, SAM1_BASE + file, sha, size)
+
+
+def _sam2(version: str, variant: str, sha: str, size: int | None = None) -> ModelInfo:
+    prefix = "sam2" if version == "2.0" else "sam2.1"
+    file = f"{prefix}_hiera_{variant}.pt"
+    base = SAM2_BASE if version == "2.0" else SAM21_BASE
+    return ModelInfo(f"{prefix}_hiera_{variant}", "sam2", version, variant, file, base + file, sha, size)
+
+
+_MODELS: tuple[ModelInfo, ...] = (
+    _sam1("vit_b", "sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383),
+    _sam1("vit_l", "sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1_249_524_607),
+    _sam1("vit_h", "sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2_564_550_879),
+    _sam2("2.0", "tiny", "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125"),
+    _sam2("2.0", "small", "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3"),
+    _sam2("2.0", "base_plus", "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071"),
+    _sam2("2.0", "large", "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b"),
+    _sam2("2.1", "tiny", "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 156_008_466),
+    _sam2("2.1", "small", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
+    _sam2("2.1", "base_plus", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
+    _sam2("2.1", "large", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
+)
+
+
+def cache_dir() -> Path:
+    """The weights cache: ``$NAPARI_SAM_CACHE`` if set, else the user's cache folder."""
+    env = os.environ.get("NAPARI_SAM_CACHE")
+    if env:
+        return Path(env).expanduser()
+    import pooch
+
+    return Path(pooch.os_cache("napari-sam"))
+
+
+def list_models() -> list[ModelInfo]:
+    """Every official model this package can load, with ``cached`` telling what is on disk."""
+    return list(_MODELS)
+
+
+def model_info(name: str) -> ModelInfo:
+    for info in _MODELS:
+        if info.name == name:
+            return info
+    names = ", ".join(m.name for m in _MODELS)
+    raise ValueError(f"unknown model {name!r}; choose one of: {names}")
+
+
+def build_model(info: ModelInfo):
+    """The architecture of ``info`` with default-initialised weights (eval mode)."""
+    if info.family == "sam1":
+        from .models.sam1 import Sam1Config, build_sam1
+
+        model = build_sam1(Sam1Config.preset(info.variant))
+    else:
+        from .models.sam2 import Sam2Config, build_sam2
+
+        model = build_sam2(Sam2Config.preset(info.variant, version=info.version))
+    model.name = info.name
+    return model.eval()
+
+
+def resolve_device(device: str | None = "auto"):
+    """``"auto"`` -> cuda, else mps, else cpu. An explicit device that is absent is an error."""
+    import torch
+
+    name = "auto" if device is None else str(device)
+    if name == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        mps = getattr(torch.backends, "mps", None)
+        if mps is not None and mps.is_available():
+            return torch.device("mps")
+        return torch.device("cpu")
+    try:
+        dev = torch.device(name)
+    except RuntimeError as err:
+        raise ValueError(f"unknown device {name!r}: use 'auto', 'cpu', 'cuda', 'cuda:N' or 'mps'") from err
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise RuntimeError(f"device {name!r} was requested but this PyTorch has no usable CUDA GPU; use device='cpu' or 'auto'")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise RuntimeError(f"device {name!r} does not exist: {torch.cuda.device_count()} CUDA device(s) visible")
+    if dev.type == "mps":
+        mps = getattr(torch.backends, "mps", None)
+        if mps is None or not mps.is_available():
+            raise RuntimeError(f"device {name!r} was requested but MPS (Apple GPU) is not available; use device='cpu' or 'auto'")
+    return dev
+
+
+def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
+    """Build model ``name`` and load its weights: the official file, or ``checkpoint``.
+
+    ``checkpoint=None`` uses the cached official file, downloading it once (SHA-256 checked).
+    A path loads that file (official format). The model comes back in eval mode on ``device``.
+    """
+    from . import checkpoints
+
+    if name == "embedded":
+        raise NotImplementedError(
+            "the embedded offline model is not bundled in this version yet; load an official "
+            "model by name with its checkpoint file, e.g. load_model('sam2.1_hiera_tiny', checkpoint=path)"
+        )
+    info = model_info(name)
+    dev = resolve_device(device)
+    path = checkpoints.fetch(info) if checkpoint is None else checkpoint
+    sd = checkpoints.read_state_dict(path)
+    model = build_model(info)
+    checkpoints.load_into(model, sd, name, str(path))
+    return model.to(dev)
