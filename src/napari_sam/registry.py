@@ -99,9 +99,9 @@ def build_model(info: ModelInfo):
 
         model = build_sam1(Sam1Config.preset(info.variant))
     else:
-        from .models.sam2 import Sam2Config, build_sam2
+        from .models.sam2 import SAM2_CONFIGS, build_sam2
 
-        model = build_sam2(Sam2Config.preset(info.variant, version=info.version))
+        model = build_sam2(SAM2_CONFIGS[info.name])
     model.name = info.name
     return model.eval()
 

@@ -112,6 +112,8 @@ class ImagePredictor:
             kw["boxes"] = torch.as_tensor(bx * np.tile(scale, 2), dtype=torch.float32, device=dev)[None]
         if mask is not None:
             kw["mask_input"] = torch.as_tensor(mask, device=dev)[None]
+        if self.model.family == "sam2":
+            kw["return_object_scores"] = True
         out = self.model.decode(self._feats, multimask=multimask, **kw)
         low_res, iou = out[0], out[1]
         obj = out[2] if len(out) > 2 else None
