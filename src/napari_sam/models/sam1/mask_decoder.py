@@ -1,0 +1,194 @@
+"""The mask decoder of SAM 1 and SAM 2 (one class, the SAM 2 extras switched by arguments).
+
+With every extra off its parameters are SAM 1's ``mask_decoder.*``; with
+``use_high_res_features`` / ``pred_obj_scores`` / ``pred_obj_scores_mlp`` on they are SAM 2's
+``sam_mask_decoder.*`` (``conv_s0``, ``conv_s1``, ``obj_score_token``, ``pred_obj_score_head``).
+
+Output tokens, in order: [object-score token (SAM 2 only)], IoU token, ``1 + num_multimask_outputs``
+mask tokens, then the prompt tokens. Mask token 0 is the single-mask output, 1.. the
+multimask outputs.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..common import MLP, LayerNorm2d
+
+
+def _one_if_expanded(x: torch.Tensor) -> torch.Tensor:
+    return x[:1] if x.shape[0] > 1 and x.stride(0) == 0 else x
+
+
+class MaskDecoder(nn.Module):
+    """Image embedding + prompt embeddings -> mask logits at 4x the embedding size + IoU."""
+
+    def __init__(
+        self,
+        *,
+        transformer_dim: int,
+        transformer: nn.Module,
+        num_multimask_outputs: int = 3,
+        activation: type[nn.Module] = nn.GELU,
+        iou_head_depth: int = 3,
+        iou_head_hidden_dim: int = 256,
+        use_high_res_features: bool = False,
+        iou_prediction_use_sigmoid: bool = False,
+        dynamic_multimask_via_stability: bool = False,
+        dynamic_multimask_stability_delta: float = 0.05,
+        dynamic_multimask_stability_thresh: float = 0.98,
+        pred_obj_scores: bool = False,
+        pred_obj_scores_mlp: bool = False,
+        use_multimask_token_for_obj_ptr: bool = False,
+    ) -> None:
+        super().__init__()
+        dim = transformer_dim
+        self.transformer_dim = dim
+        self.transformer = transformer
+        self.num_multimask_outputs = num_multimask_outputs
+        self.num_mask_tokens = num_multimask_outputs + 1
+        self.iou_token = nn.Embedding(1, dim)
+        self.mask_tokens = nn.Embedding(self.num_mask_tokens, dim)
+        self.pred_obj_scores = pred_obj_scores
+        if pred_obj_scores:
+            self.obj_score_token = nn.Embedding(1, dim)
+        self.use_multimask_token_for_obj_ptr = use_multimask_token_for_obj_ptr
+
+        self.output_upscaling = nn.Sequential(
+            nn.ConvTranspose2d(dim, dim // 4, kernel_size=2, stride=2),
+            LayerNorm2d(dim // 4),
+            activation(),
+            nn.ConvTranspose2d(dim // 4, dim // 8, kernel_size=2, stride=2),
+            activation(),
+        )
+        self.use_high_res_features = use_high_res_features
+        if use_high_res_features:
+            # applied by the SAM 2 model to the backbone's stride-4 / stride-8 features
+            self.conv_s0 = nn.Conv2d(dim, dim // 8, kernel_size=1)
+            self.conv_s1 = nn.Conv2d(dim, dim // 4, kernel_size=1)
+        self.output_hypernetworks_mlps = nn.ModuleList(
+            MLP(dim, dim, dim // 8, 3) for _ in range(self.num_mask_tokens)
+        )
+        self.iou_prediction_head = MLP(
+            dim,
+            iou_head_hidden_dim,
+            self.num_mask_tokens,
+            iou_head_depth,
+            sigmoid_output=iou_prediction_use_sigmoid,
+        )
+        if pred_obj_scores:
+            self.pred_obj_score_head = MLP(dim, dim, 1, 3) if pred_obj_scores_mlp else nn.Linear(dim, 1)
+
+        self.dynamic_multimask_via_stability = dynamic_multimask_via_stability
+        self.dynamic_multimask_stability_delta = dynamic_multimask_stability_delta
+        self.dynamic_multimask_stability_thresh = dynamic_multimask_stability_thresh
+
+    def forward(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        multimask_output: bool,
+        repeat_image: bool = True,
+        high_res_features: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Decode B prompt sets.
+
+        ``image_embeddings`` ``(1 or B, C, h, w)``: with ``repeat_image`` a batch-1 image serves
+        all B prompt sets (broadcast, not copied); without it the batches must be equal.
+        ``dense_prompt_embeddings`` ``(1 or B, C, h, w)``; ``image_pe`` ``(1, C, h, w)``.
+        ``high_res_features``: ``[feat_s0, feat_s1]`` already through ``conv_s0`` / ``conv_s1``.
+
+        Returns ``masks (B, K, 4h, 4w)``, ``iou (B, K)`` (K = num_multimask_outputs if
+        ``multimask_output`` else 1), ``sam_tokens_out (B, 1 or K, C)`` (the mask tokens used
+        as SAM 2 object pointers) and ``object_score_logits (B, 1)`` (10.0 when the decoder has
+        no object-score head).
+        """
+        if not repeat_image and image_embeddings.shape[0] != sparse_prompt_embeddings.shape[0]:
+            raise ValueError("repeat_image=False needs one image embedding per prompt set")
+        masks, iou, mask_tokens_out, object_score_logits = self.predict_masks(
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features
+        )
+        if multimask_output:
+            masks, iou = masks[:, 1:], iou[:, 1:]
+        elif self.dynamic_multimask_via_stability and not self.training:
+            masks, iou = self._stable_single_mask(masks, iou)
+        else:
+            masks, iou = masks[:, :1], iou[:, :1]
+        if multimask_output and self.use_multimask_token_for_obj_ptr:
+            sam_tokens_out = mask_tokens_out[:, 1:]
+        else:
+            sam_tokens_out = mask_tokens_out[:, :1]
+        return masks, iou, sam_tokens_out, object_score_logits
+
+    def output_tokens(self) -> torch.Tensor:
+        """The learned output tokens, ``(T, C)``."""
+        tokens = [self.iou_token.weight, self.mask_tokens.weight]
+        if self.pred_obj_scores:
+            tokens.insert(0, self.obj_score_token.weight)
+        return torch.cat(tokens, dim=0)
+
+    def predict_masks(
+        self,
+        image_embeddings: torch.Tensor,
+        image_pe: torch.Tensor,
+        sparse_prompt_embeddings: torch.Tensor,
+        dense_prompt_embeddings: torch.Tensor,
+        high_res_features: list[torch.Tensor] | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+        """All ``num_mask_tokens`` masks and IoUs, the mask tokens, object-score logits."""
+        batch = sparse_prompt_embeddings.shape[0]
+        learned = self.output_tokens()
+        tokens = torch.cat([learned.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
+
+        # A batch expanded from one row (stride 0: no mask input, a shared image) is used as
+        # batch 1, so the image embedding is not copied once per prompt set.
+        src = _one_if_expanded(image_embeddings) + _one_if_expanded(dense_prompt_embeddings)
+        hs, src = self.transformer(src, image_pe, tokens)
+        first = 1 if self.pred_obj_scores else 0
+        iou_token_out = hs[:, first]
+        mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]
+
+        b, c, h, w = batch, src.shape[-1], *image_embeddings.shape[-2:]
+        src = src.transpose(1, 2).reshape(b, c, h, w)
+        if self.use_high_res_features:
+            up1, norm1, act1, up2, act2 = self.output_upscaling
+            feat_s0, feat_s1 = high_res_features
+            upscaled = act1(norm1(up1(src) + feat_s1))
+            upscaled = act2(up2(upscaled) + feat_s0)
+        else:
+            upscaled = self.output_upscaling(src)
+
+        hyper_in = torch.stack(
+            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
+        )
+        b, c, h, w = upscaled.shape
+        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).view(b, -1, h, w)
+
+        iou = self.iou_prediction_head(iou_token_out)
+        if self.pred_obj_scores:
+            object_score_logits = self.pred_obj_score_head(hs[:, 0])
+        else:  # "object present" (sigmoid(10) ~ 1)
+            object_score_logits = iou.new_full((iou.shape[0], 1), 10.0)
+        return masks, iou, mask_tokens_out, object_score_logits
+
+    def stability_scores(self, mask_logits: torch.Tensor) -> torch.Tensor:
+        """IoU of the masks thresholded at +delta and -delta, per mask (1 for empty masks)."""
+        flat = mask_logits.flatten(-2)
+        delta = self.dynamic_multimask_stability_delta
+        inner = (flat > delta).sum(-1).float()
+        outer = (flat > -delta).sum(-1).float()
+        return torch.where(outer > 0, inner / outer.clamp_min(1), torch.ones_like(inner))
+
+    def _stable_single_mask(self, masks: torch.Tensor, iou: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Single-mask output, replaced by the best-IoU multimask output where it is unstable."""
+        rows = torch.arange(masks.shape[0], device=masks.device)
+        best = iou[:, 1:].argmax(dim=-1) + 1
+        best_masks, best_iou = masks[rows, best].unsqueeze(1), iou[rows, best].unsqueeze(1)
+        stable = self.stability_scores(masks[:, :1]) >= self.dynamic_multimask_stability_thresh
+        return (
+            torch.where(stable[..., None, None], masks[:, :1], best_masks),
+            torch.where(stable, iou[:, :1], best_iou),
+        )
