@@ -21,6 +21,8 @@ ours                       official ``SAM2Base``
 ``condition_on_memory``    ``_prepare_memory_conditioned_features`` (memories
                            and pointers already chosen by the caller)
 ``no_memory_features``     the ``is_init_cond_frame`` branch of the same
+``project_memory``         (speed) a memory frame's keys / values, cacheable
+``memory_frame_cache``     (speed) a frame's image-only memory-attention work
 =========================  ==================================================
 
 Shapes: ``S = image_size`` (1024), ``h = w = S // 16`` (64), ``C = 256``, ``M = 64``
@@ -36,9 +38,22 @@ from dataclasses import dataclass
 from typing import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..common import MLP
+from ..sam1.mask_decoder import MaskDecoder
+from ..sam1.prompt_encoder import PromptEncoder
+from ..sam1.transformer import TwoWayTransformer
 from .config import Sam2Config
+from .image_encoder import ImageEncoder
+from .memory_attention import MemoryAttention
+from .memory_cache import FrameCache, ProjectedMemory, attend_memories, frame_cache, project_memory
+from .memory_encoder import MemoryEncoder
+from .positions import sine_1d, sine_grid
+
+NO_OBJ_SCORE = -1024.0
+"""Logit given to every pixel of a mask whose object is predicted absent."""
 
 
 @dataclass
@@ -68,9 +83,56 @@ class Sam2(nn.Module):
 
     def __init__(self, config: Sam2Config) -> None:
         super().__init__()
-        self.config = config
-        self.image_size = config.image_size
-        raise NotImplementedError  # TODO: submodules
+        cfg = self.config = config
+        self.image_size = cfg.image_size
+        C, M = cfg.d_model, cfg.mem_dim
+        self.image_encoder = ImageEncoder(cfg)
+        self.memory_attention = MemoryAttention(cfg)
+        self.memory_encoder = MemoryEncoder(cfg)
+        if cfg.use_obj_ptrs_in_encoder:
+            self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
+        self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, M))
+        self.no_mem_embed = nn.Parameter(torch.zeros(1, 1, C))
+        self.no_mem_pos_enc = nn.Parameter(torch.zeros(1, 1, C))
+        if cfg.pred_obj_scores and cfg.use_obj_ptrs_in_encoder:
+            self.no_obj_ptr = nn.Parameter(torch.zeros(1, C))
+        if cfg.no_obj_embed_spatial:
+            self.no_obj_embed_spatial = nn.Parameter(torch.zeros(1, M))
+
+        feat = cfg.feat_size
+        self.sam_prompt_encoder = PromptEncoder(
+            embed_dim=C, image_embedding_size=(feat, feat),
+            input_image_size=(cfg.image_size, cfg.image_size), mask_in_chans=16,
+        )
+        self.sam_mask_decoder = MaskDecoder(
+            transformer_dim=C,
+            transformer=TwoWayTransformer(depth=2, embedding_dim=C, num_heads=8, mlp_dim=2048,
+                                          mlp_style="sam2"),
+            num_multimask_outputs=3, iou_head_depth=3, iou_head_hidden_dim=256,
+            use_high_res_features=cfg.use_high_res_features_in_sam,
+            iou_prediction_use_sigmoid=cfg.iou_prediction_use_sigmoid,
+            pred_obj_scores=cfg.pred_obj_scores, pred_obj_scores_mlp=cfg.pred_obj_scores_mlp,
+            use_multimask_token_for_obj_ptr=cfg.use_multimask_token_for_obj_ptr,
+            dynamic_multimask_via_stability=cfg.dynamic_multimask_via_stability,
+            dynamic_multimask_stability_delta=cfg.dynamic_multimask_stability_delta,
+            dynamic_multimask_stability_thresh=cfg.dynamic_multimask_stability_thresh,
+        )
+        if not cfg.use_obj_ptrs_in_encoder:
+            self.obj_ptr_proj = nn.Identity()
+        elif cfg.use_mlp_for_obj_ptr_proj:
+            self.obj_ptr_proj = MLP(C, C, C, 3)
+        else:
+            self.obj_ptr_proj = nn.Linear(C, C)
+        self.obj_ptr_tpos_proj = nn.Linear(C, M) if cfg.proj_tpos_enc_in_obj_ptrs else nn.Identity()
+        self._init_embeddings()
+
+    def _init_embeddings(self) -> None:
+        """Official init of the free embeddings (a checkpoint overwrites them)."""
+        for name in ("maskmem_tpos_enc", "no_mem_embed", "no_mem_pos_enc", "no_obj_ptr",
+                     "no_obj_embed_spatial"):
+            p = getattr(self, name, None)
+            if p is not None and not p.is_meta:
+                nn.init.trunc_normal_(p, std=0.02)
 
     # ------------------------------------------------------------------ image path
     def encode_image(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -84,7 +146,19 @@ class Sam2(nn.Module):
         * ``"high_res_s0"``: ``(B, C/8, S/4, S/4)`` FPN level 0 after ``sam_mask_decoder.conv_s0``.
         * ``"high_res_s1"``: ``(B, C/4, S/8, S/8)`` FPN level 1 after ``sam_mask_decoder.conv_s1``.
         """
-        raise NotImplementedError
+        levels = self.image_encoder(x)
+        feats = {"image_embed": levels[-1]}
+        if self.config.use_high_res_features_in_sam:
+            feats["high_res_s0"] = self.sam_mask_decoder.conv_s0(levels[0])
+            feats["high_res_s1"] = self.sam_mask_decoder.conv_s1(levels[1])
+        return feats
+
+    def _high_res(self, feats) -> list[torch.Tensor] | None:
+        if not self.config.use_high_res_features_in_sam:
+            return None
+        if isinstance(feats, dict):
+            return [feats["high_res_s0"], feats["high_res_s1"]]
+        return list(feats)
 
     def decode(
         self,
@@ -110,15 +184,44 @@ class Sam2(nn.Module):
         raw decoder output: the official predictor additionally returns them clamped to
         [-32, 32] as its "low-res masks" (and upsamples the unclamped ones).
         """
-        raise NotImplementedError
+        embed = feats["image_embed"]
+        if self.config.directly_add_no_mem_embed:
+            embed = embed + self.no_mem_embed.view(1, -1, 1, 1)
+        points = None
+        if point_coords is not None:
+            points = (point_coords, point_labels)
+        if boxes is not None:
+            corners = boxes.reshape(-1, 2, 2)
+            corner_labels = torch.tensor([[2, 3]], dtype=torch.int64, device=boxes.device)
+            corner_labels = corner_labels.expand(corners.shape[0], 2)
+            if points is not None:
+                labels = torch.cat([corner_labels, points[1].to(torch.int64)], dim=1)
+                points = (torch.cat([corners, points[0]], dim=1), labels)
+            else:
+                points = (corners, corner_labels)
+        if mask_input is not None:
+            mask_input = mask_input.to(embed.dtype)
+        sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
+        masks, iou, _, obj_scores = self.sam_mask_decoder(
+            image_embeddings=embed,
+            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=True,
+            high_res_features=self._high_res(feats),
+        )
+        return (masks, iou, obj_scores) if return_object_scores else (masks, iou)
 
     def image_pos_enc(self, device=None, dtype=None) -> torch.Tensor:
         """The sine positional encoding of ``image_embed``: ``(1, C, S/16, S/16)``."""
-        raise NotImplementedError
+        n = self.config.feat_size
+        return sine_grid(self.config.d_model, n, n, device=device, dtype=dtype)
 
     def memory_pos_enc(self, device=None, dtype=None) -> torch.Tensor:
         """The sine positional encoding of a memory (``maskmem_pos_enc``): ``(1, M, S/16, S/16)``."""
-        raise NotImplementedError
+        n = self.config.feat_size
+        return sine_grid(self.config.mem_dim, n, n, device=device, dtype=dtype)
 
     # ------------------------------------------------------------ video building blocks
     def use_multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
@@ -126,7 +229,12 @@ class Sam2(nn.Module):
 
         ``num_points`` counts every point given to the heads (a box counts as two).
         """
-        raise NotImplementedError
+        cfg = self.config
+        return (
+            cfg.multimask_output_in_sam
+            and (is_init_cond_frame or cfg.multimask_output_for_tracking)
+            and cfg.multimask_min_pt_num <= num_points <= cfg.multimask_max_pt_num
+        )
 
     def forward_sam_heads(
         self,
@@ -148,7 +256,59 @@ class Sam2(nn.Module):
         needed. Masks are set to -1024 where the object score says "absent"; the pointer
         is the ``obj_ptr_proj`` of the chosen output token, gated with ``no_obj_ptr``.
         """
-        raise NotImplementedError
+        cfg = self.config
+        B, device = pix_feat.shape[0], pix_feat.device
+        if point_coords is None:
+            point_coords = torch.zeros(B, 1, 2, device=device)
+            point_labels = -torch.ones(B, 1, dtype=torch.int32, device=device)
+        dense_in = None
+        if mask_input is not None:
+            size = self.sam_prompt_encoder.mask_input_size
+            dense_in = mask_input.float()
+            if tuple(mask_input.shape[-2:]) != tuple(size):
+                dense_in = F.interpolate(dense_in, size=size, mode="bilinear",
+                                         align_corners=False, antialias=True)
+            dense_in = dense_in.to(pix_feat.dtype)
+        sparse, dense = self.sam_prompt_encoder(points=(point_coords, point_labels), boxes=None,
+                                                masks=dense_in)
+        high_res = self._high_res(high_res_feats)
+        if high_res is not None:
+            high_res = [h.expand(B, -1, -1, -1) if h.shape[0] != B else h for h in high_res]
+        multimasks, ious, tokens, obj_scores = self.sam_mask_decoder(
+            image_embeddings=pix_feat,
+            image_pe=self.sam_prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=multimask,
+            repeat_image=False,
+            high_res_features=high_res,
+        )
+        if cfg.pred_obj_scores:
+            present = obj_scores > 0
+            multimasks = torch.where(present[:, None, None], multimasks, NO_OBJ_SCORE)
+        multimasks = multimasks.float()
+        high_multimasks = F.interpolate(multimasks, size=(self.image_size, self.image_size),
+                                        mode="bilinear", align_corners=False)
+        token = tokens[:, 0]
+        if multimask:
+            best = ious.argmax(dim=-1)
+            rows = torch.arange(B, device=device)
+            low, high = multimasks[rows, best].unsqueeze(1), high_multimasks[rows, best].unsqueeze(1)
+            if tokens.shape[1] > 1:
+                token = tokens[rows, best]
+        else:
+            low, high = multimasks, high_multimasks
+        obj_ptr = self.obj_ptr_proj(token)
+        if cfg.pred_obj_scores:
+            lam = obj_scores.sigmoid() if cfg.soft_no_obj_ptr else present.to(obj_ptr.dtype)
+            obj_ptr = self._gate_pointer(obj_ptr, lam)
+        return SamHeadsOutput(multimasks, high_multimasks, ious, low, high, obj_ptr, obj_scores)
+
+    def _gate_pointer(self, obj_ptr: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
+        """Mix in ``no_obj_ptr`` with weight ``1 - lam`` (``lam`` (B, 1): object present)."""
+        if self.config.fixed_no_obj_ptr:
+            obj_ptr = lam * obj_ptr
+        return obj_ptr + (1 - lam) * self.no_obj_ptr
 
     def mask_as_output(
         self,
@@ -163,7 +323,25 @@ class Sam2(nn.Module):
         logits are ``mask * 20 - 10``; the pointer comes from the SAM heads run on the
         ``mask_downsample``-d mask; object score ``+10`` if any pixel is set, else ``-10``.
         """
-        raise NotImplementedError
+        cfg = self.config
+        B = mask.shape[0]
+        mask_f = mask.float()
+        high = mask_f * 20.0 - 10.0
+        low = F.interpolate(high, size=(high.shape[-2] // 4, high.shape[-1] // 4),
+                            mode="bilinear", align_corners=False, antialias=True)
+        ious = mask_f.new_ones(B, 1)
+        if not cfg.use_obj_ptrs_in_encoder:
+            obj_ptr = mask_f.new_zeros(B, cfg.d_model)
+        else:
+            if image_embed.shape[0] != B:
+                image_embed = image_embed.expand(B, -1, -1, -1)
+            down = self.mask_downsample(mask_f.to(image_embed.dtype))
+            obj_ptr = self.forward_sam_heads(image_embed, high_res_feats, mask_input=down).obj_ptr
+        lam = (mask_f.flatten(1) > 0).any(dim=1, keepdim=True).float()
+        obj_scores = 20.0 * lam - 10.0
+        if cfg.pred_obj_scores:
+            obj_ptr = self._gate_pointer(obj_ptr, lam.to(obj_ptr.dtype))
+        return SamHeadsOutput(low, high, ious, low, high, obj_ptr, obj_scores)
 
     def encode_memory(
         self,
@@ -182,7 +360,28 @@ class Sam2(nn.Module):
         absent. Returns ``(maskmem_features (B, M, h, w), maskmem_pos_enc (1, M, h, w))``.
         The official video predictor stores ``maskmem_features`` in bfloat16.
         """
-        raise NotImplementedError
+        cfg = self.config
+        B = high_res_masks.shape[0]
+        if image_embed.shape[0] != B:
+            image_embed = image_embed.expand(B, -1, -1, -1)
+        if cfg.non_overlap_masks_for_mem_enc and B > 1:
+            winner = high_res_masks.argmax(dim=0, keepdim=True)
+            keep = winner == torch.arange(B, device=winner.device)[:, None, None, None]
+            high_res_masks = torch.where(keep, high_res_masks, high_res_masks.clamp(max=-10.0))
+        if cfg.binarize_mask_from_pts_for_mem_enc and is_mask_from_pts:
+            mask = (high_res_masks > 0).float()
+        else:
+            mask = torch.sigmoid(high_res_masks)
+        if cfg.sigmoid_scale_for_mem_enc != 1.0:
+            mask = mask * cfg.sigmoid_scale_for_mem_enc
+        if cfg.sigmoid_bias_for_mem_enc != 0.0:
+            mask = mask + cfg.sigmoid_bias_for_mem_enc
+        features = self.memory_encoder(image_embed, mask.to(image_embed.dtype))
+        if cfg.no_obj_embed_spatial:
+            absent = 1 - (object_score_logits > 0).to(features.dtype)
+            features = features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]
+        pos = self.memory_pos_enc(features.device, features.dtype)
+        return features, pos
 
     def no_memory_features(self, image_embed: torch.Tensor) -> torch.Tensor:
         """Features of an initial conditioning frame (no memory yet): ``(B, C, h, w)``.
@@ -190,7 +389,36 @@ class Sam2(nn.Module):
         With ``directly_add_no_mem_embed`` (all official configs) this is
         ``image_embed + no_mem_embed``.
         """
-        raise NotImplementedError
+        if not self.config.directly_add_no_mem_embed:
+            # the official fallback (attention to a single no-memory token) cannot run:
+            # its RoPE repeats the query grid over the keys, which needs >= 1 full grid
+            raise NotImplementedError("only directly_add_no_mem_embed=True is supported")
+        return image_embed + self.no_mem_embed.view(1, -1, 1, 1)
+
+    def project_memory(self, maskmem_features: torch.Tensor,
+                       maskmem_pos_enc: torch.Tensor | None = None) -> ProjectedMemory:
+        """Speed: one memory frame's per-layer keys / values, to cache and reuse.
+
+        The result can replace ``maskmem_features`` in :meth:`condition_on_memory`'s
+        ``memories`` for every later frame (its ``t_pos`` may change; the result stays
+        exact). Memory cost: ``2 * layers * hw * C`` numbers per object (32 MiB float32).
+        """
+        x = maskmem_features.flatten(2).transpose(1, 2)
+        if maskmem_pos_enc is None:
+            maskmem_pos_enc = self.memory_pos_enc(x.device)
+        x = x.to(self.no_mem_embed.dtype)
+        pos = maskmem_pos_enc.flatten(2).transpose(1, 2).to(x.dtype)
+        return project_memory(self.memory_attention, x, pos)
+
+    def memory_frame_cache(self, image_embed: torch.Tensor) -> FrameCache:
+        """Speed: a frame's image-only memory-attention work (layer 0), batch 1.
+
+        Pass it as ``frame_cache`` to several :meth:`condition_on_memory` calls on the same
+        frame (e.g. one per group of objects with the same number of memories).
+        """
+        curr = image_embed[:1].flatten(2).transpose(1, 2)
+        pos = self.image_pos_enc(curr.device, curr.dtype).flatten(2).transpose(1, 2)
+        return frame_cache(self.memory_attention, curr, pos)
 
     def condition_on_memory(
         self,
@@ -210,5 +438,59 @@ class Sam2(nn.Module):
         ``signed_distance = (current - t) * (+1 forward / -1 reverse)``; the model takes
         ``abs`` when the config does not use signed distances. ``num_frames``: the video
         length (pointer distances are normalised by ``min(num_frames, 16) - 1``).
+
+        Speed options (exact): ``maskmem_features`` may be a :class:`ProjectedMemory` from
+        :meth:`project_memory` (its ``maskmem_pos_enc`` is then ignored); with
+        ``image_embed`` of batch 1 and ``B`` objects, the image-only layer-0 work runs once
+        (or comes from ``frame_cache``, see :meth:`memory_frame_cache`). Objects batched
+        together must have the same number of memories and pointers.
+        Returns ``(B, C, h, w)``.
         """
-        raise NotImplementedError
+        cfg = self.config
+        if not memories:
+            raise ValueError("condition_on_memory needs at least one memory (a conditioning frame)")
+        dtype = image_embed.dtype
+        _, C, h, w = image_embed.shape
+        curr = image_embed.flatten(2).transpose(1, 2)
+        curr_pos = self.image_pos_enc(curr.device, dtype).flatten(2).transpose(1, 2)
+
+        projected = []
+        for feats, pos, t_pos in memories:
+            if not isinstance(feats, ProjectedMemory):
+                feats = self.project_memory(feats.to(dtype), pos)
+            projected.append((feats, cfg.num_maskmem - t_pos - 1))
+        batch = projected[0][0].batch
+        tpos_table = self.maskmem_tpos_enc.view(cfg.num_maskmem, -1).to(dtype)
+
+        ptr_tokens = ptr_pos = None
+        if cfg.use_obj_ptrs_in_encoder and obj_ptrs:
+            ptr_tokens, ptr_pos = self._pointer_tokens(obj_ptrs, num_frames, dtype)
+        if ptr_tokens is not None:
+            batch = max(batch, ptr_tokens.shape[0])
+        if curr.shape[0] not in (1, batch):
+            raise ValueError(f"image_embed batch {curr.shape[0]} does not match {batch} objects")
+        out = attend_memories(self.memory_attention, curr, curr_pos, projected, tpos_table,
+                              ptr_tokens, ptr_pos, frame_cache if curr.shape[0] == 1 else None)
+        return out.transpose(1, 2).reshape(out.shape[0], C, h, w)
+
+    def _pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
+        """Object pointers -> ``(B, P * C / M, M)`` tokens and their temporal encodings."""
+        cfg = self.config
+        C, M = cfg.d_model, cfg.mem_dim
+        ptrs = torch.stack([p.to(dtype) for p, _ in obj_ptrs], dim=1)  # (B, P, C)
+        B, P = ptrs.shape[:2]
+        if cfg.add_tpos_enc_to_obj_ptrs:
+            dists = [d if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(d) for _, d in obj_ptrs]
+            # official: divide by min(num_frames, 16) - 1 (0 for a 1-frame video -> NaN there)
+            t_max = max(min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1, 1)
+            t = torch.tensor(dists, dtype=torch.float32, device=ptrs.device) / t_max
+            pos = sine_1d(t, C if cfg.proj_tpos_enc_in_obj_ptrs else M)
+            pos = self.obj_ptr_tpos_proj(pos.to(dtype))  # (P, M)
+        else:
+            pos = ptrs.new_zeros(P, M)
+        pos = pos.unsqueeze(0).expand(B, P, M)
+        if M < C:
+            split = C // M
+            ptrs = ptrs.reshape(B, P * split, M)
+            pos = pos.repeat_interleave(split, dim=1)
+        return ptrs, pos
