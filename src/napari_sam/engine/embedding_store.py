@@ -57,7 +57,8 @@ def _jsonable(obj):
         return obj
     if isinstance(obj, np.generic):
         return obj.item()
-    return repr(obj)
+    text = repr(obj)
+    return type(obj).__qualname__ if " at 0x" in text else text  # no addresses: they change
 
 
 def weights_hash(model: torch.nn.Module) -> str:
@@ -179,6 +180,7 @@ class EmbeddingStore:
         self._group = group
         self._complete = self._open_complete(group)
         self._arrays = self._open_feature_arrays(group)
+        self._levels_final = False  # True once the arrays are known to be all there
 
     # ---- opening -------------------------------------------------------------------------
 
@@ -225,38 +227,50 @@ class EmbeddingStore:
             return {}
         return {name: arr for name, arr in group["features"].arrays()}
 
+    def _readable_arrays(self) -> dict:
+        """The feature arrays, re-listed once after some frame is complete (then all exist)."""
+        if not self._levels_final:
+            self._arrays = self._open_feature_arrays(self._group)
+            self._levels_final = True
+        return self._arrays
+
     def _ensure_feature_arrays(self, feats: dict[str, np.ndarray], dtypes: dict[str, str]) -> None:
-        """Create the per-level arrays on first write (another process may race us: fine)."""
-        if self._arrays:
-            shapes = {k: tuple(a.shape[1:]) for k, a in self._arrays.items()}
-            if shapes != {k: v.shape for k, v in feats.items()}:
-                raise ValueError(
-                    f"the model's features {sorted((k, v.shape) for k, v in feats.items())} do not fit "
-                    f"the store's arrays {sorted(shapes.items())}"
-                )
-            return
-        try:
-            fgroup = self._group.create_group("features")
-        except zarr.errors.ContainsGroupError:
-            fgroup = self._group["features"]
-        arrays = {}
-        for name, value in feats.items():
-            if "/" in name or not name:
-                raise ValueError(f"feature name {name!r} cannot be a zarr array name")
+        """Open or create one array per feature level; other processes may race us (fine:
+        creating the same array twice writes the same metadata)."""
+        if self._levels_final and set(self._arrays) == set(feats):
+            arrays = self._arrays
+        else:
             try:
-                arrays[name] = fgroup.create_array(
-                    name,
-                    shape=(len(self), *value.shape),
-                    chunks=(1, *value.shape),
-                    dtype="float32",
-                    fill_value=0.0,
-                    compressors=None,
-                    attributes={"torch_dtype": dtypes[name]},
-                    config={"write_empty_chunks": True},
+                fgroup = self._group.create_group("features")
+            except zarr.errors.ContainsGroupError:
+                fgroup = self._group["features"]
+            arrays = {}
+            for name, value in feats.items():
+                if "/" in name or not name:
+                    raise ValueError(f"feature name {name!r} cannot be a zarr array name")
+                try:
+                    arrays[name] = fgroup.create_array(
+                        name,
+                        shape=(len(self), *value.shape),
+                        chunks=(1, *value.shape),
+                        dtype="float32",
+                        fill_value=0.0,
+                        compressors=None,
+                        attributes={"torch_dtype": dtypes[name]},
+                        config={"write_empty_chunks": True},
+                    )
+                except zarr.errors.ContainsArrayError:
+                    arrays[name] = fgroup[name]
+            extra = sorted({name for name, _ in fgroup.arrays()} - set(feats))
+            if extra:
+                raise ValueError(f"the store holds feature levels {extra} this model does not make")
+        for name, value in feats.items():
+            if tuple(arrays[name].shape) != (len(self), *value.shape):
+                raise ValueError(
+                    f"feature {name!r} of shape {value.shape} does not fit the store's array "
+                    f"of shape {tuple(arrays[name].shape)}"
                 )
-            except zarr.errors.ContainsArrayError:
-                arrays[name] = fgroup[name]
-        self._arrays = arrays
+        self._arrays, self._levels_final = arrays, True
 
     # ---- public --------------------------------------------------------------------------
 
@@ -274,12 +288,19 @@ class EmbeddingStore:
         return (lo, hi)
 
     @property
+    def frame_shape(self) -> tuple[int, int]:
+        """(H, W) of every frame."""
+        return tuple(self.frames.frame_shape)
+
+    @property
     def preprocess_kind(self) -> str:
         return self._meta["preprocess"]["kind"]
 
     @property
     def levels(self) -> dict[str, tuple[int, ...]]:
         """Feature name -> per-frame shape (without batch); empty until a frame is stored."""
+        if not self._levels_final and self._complete[:].any():
+            self._readable_arrays()
         return {k: tuple(a.shape[1:]) for k, a in self._arrays.items()}
 
     @property
@@ -305,8 +326,7 @@ class EmbeddingStore:
         """
         t = self.frames._index(t)
         if self.has(t):
-            self._refresh_arrays()
-            feats = {k: a[t] for k, a in self._arrays.items()}
+            feats = {k: a[t] for k, a in self._readable_arrays().items()}
         else:
             feats = self._encode_and_store(t)
         out = {}
@@ -351,10 +371,6 @@ class EmbeddingStore:
             done += 1
             yield done, total, new
 
-    def _refresh_arrays(self) -> None:
-        if not self._arrays:  # another process created them after we opened
-            self._arrays = self._open_feature_arrays(self._group)
-
     def _encode_and_store(self, t: int) -> dict[str, np.ndarray]:
         rgb = to_uint8_rgb(self.frames[t], self.contrast_limits)
         x = preprocess_for(self.model, rgb)
@@ -371,7 +387,6 @@ class EmbeddingStore:
                 raise ValueError(f"encode_image gave {k!r} with batch {v.shape[0]} for one frame")
             dtypes[k] = str(v.dtype)
             feats[k] = v[0].detach().to("cpu", torch.float32).contiguous().numpy()
-        self._refresh_arrays()
         self._ensure_feature_arrays(feats, dtypes)
         for k, v in feats.items():
             self._arrays[k][t] = v
