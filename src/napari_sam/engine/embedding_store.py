@@ -143,6 +143,9 @@ class EmbeddingStore:
         self.path = Path(path) if isinstance(path, (str, os.PathLike)) else None
         self.signature = data_signature(self.frames)
         self._model_info = model_identity(model)
+        family = self._model_info["family"]
+        if family not in PREPROCESS_KIND:
+            raise ValueError(f"unknown model family {family!r}")
         group, stored = self._open_group(path)
         if contrast_limits is not None:
             limits = [float(v) for v in contrast_limits]
@@ -152,9 +155,6 @@ class EmbeddingStore:
             limits = [float(v) for v in stored["preprocess"]["contrast_limits"]]
         else:
             limits = [float(v) for v in estimate_contrast_limits(self.frames)]
-        family = self._model_info["family"]
-        if family not in PREPROCESS_KIND:
-            raise ValueError(f"unknown model family {family!r}")
         self._meta = {
             "format_version": FORMAT_VERSION,
             "data": self.signature,
@@ -202,10 +202,10 @@ class EmbeddingStore:
         try:
             group = zarr.open_group(store, mode="a")
         except (zarr.errors.ContainsArrayError, zarr.errors.NodeTypeValidationError) as e:
-            raise ValueError(f"{path!r} holds a zarr array, not an embedding store") from e
+            raise ValueError(f"{str(path)!r} holds a zarr array, not an embedding store") from e
         stored = group.attrs.get(ATTRS_KEY)
         if stored is None and any(True for _ in group.keys()):
-            raise ValueError(f"{path!r} is a zarr group that is not an embedding store")
+            raise ValueError(f"{str(path)!r} is a zarr group that is not an embedding store")
         return group, stored
 
     def _claim(self, group) -> None:
