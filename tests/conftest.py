@@ -24,11 +24,12 @@ def perturb_(module: torch.nn.Module, seed: int = 0, scale: float = 0.05) -> tor
 
     Default inits leave LayerNorms at 1/0, relative-position tables and embeddings at zero:
     a parity test on those would not see a wrong axis or a missing term. Noise makes every
-    tensor matter. Returns the module.
+    tensor matter. Only what a checkpoint holds is touched (parameters and persistent
+    buffers): constants such as SAM 1's pixel mean/std stay as they are. Returns the module.
     """
     gen = torch.Generator().manual_seed(seed)
     with torch.no_grad():
-        for name, t in list(module.named_parameters()) + list(module.named_buffers()):
+        for name, t in module.state_dict(keep_vars=True).items():
             if not t.is_floating_point():
                 continue
             noise = torch.randn(t.shape, generator=gen, dtype=torch.float32).to(t.dtype)
