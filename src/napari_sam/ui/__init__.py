@@ -1,0 +1,1 @@
+"""napari + Qt: the "Segment Anything" dock widget and its helpers (no model math here)."""

@@ -1,0 +1,229 @@
+"""The widget on 2D images in a real viewer: clicks, boxes, RGB, channels, scale, undo."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sam_ui_fixtures import sam, tiny_sam2, wait_idle  # noqa: F401
+
+import napari_sam as ns
+from napari_sam.data import synthetic
+
+pytestmark = pytest.mark.gui
+
+
+def engine_mask(model, image, points=None, labels=None, box=None):
+    """What the engine alone says for these prompts (pixel (x, y) coordinates)."""
+    store = ns.EmbeddingStore(None, model, image)
+    pred = ns.ImagePredictor(model)
+    pred.set_frame(store, 0)
+    single = box is None and points is not None and len(points) == 1
+    res = pred.predict(points=points, labels=labels, box=box, multimask=single)
+    return res.masks[int(np.argmax(res.scores))]
+
+
+@pytest.mark.parametrize("key,ndim,video", [("nuclei_2d", 2, False), ("cells_2d", 2, False), ("nuclei_3d", 3, True), ("timelapse", 3, True)])
+def test_samples_open_with_widget(sam, key, ndim, video):
+    viewer, open_widget = sam
+    viewer.open_sample("napari-sam", key)
+    w = open_widget()
+    img = w.image_layer
+    assert img is not None and img.ndim == ndim
+    for layer in (w.labels_layer, w.points_layer, w.shapes_layer):
+        assert layer is not None and np.allclose(layer.scale, img.scale) and layer.ndim == ndim
+    assert w.labels_layer.data.shape == img.data.shape
+    assert w.video_box.isEnabled() == video
+    assert "Segment Anything (napari-sam)" in viewer.window.dock_widgets
+
+
+def test_clicks_move_delete(sam, qtbot, tiny_sam2):
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    pts, lab = w.points_layer, w.labels_layer
+    assert pts.mode == "add" and viewer.layers.selection.active is pts
+
+    pts.add([100, 120])  # (row, col) -> SAM (x=120, y=100)
+    wait_idle(qtbot, w)
+    want = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0]]), np.array([1]))
+    assert want.sum() > 50
+    assert np.array_equal(lab.data == 1, want)
+    assert pts.features["positive"].tolist() == [True] and pts.features["object"].tolist() == [1]
+
+    w.set_positive(False)  # a background click
+    pts.add([90, 140])
+    wait_idle(qtbot, w)
+    want2 = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0], [140.0, 90.0]]), np.array([1, 0]))
+    assert np.array_equal(lab.data == 1, want2)
+    assert np.allclose(pts.face_color[1], [1.0, 45 / 255, 45 / 255, 1.0], atol=0.01)  # red = negative
+
+    # move the first point: the mask follows
+    data = pts.data.copy()
+    data[0] = [60, 60]
+    pts.data = data
+    wait_idle(qtbot, w)
+    want3 = engine_mask(tiny_sam2, s.image, np.array([[60.0, 60.0], [140.0, 90.0]]), np.array([1, 0]))
+    assert np.array_equal(lab.data == 1, want3)
+
+    # delete every click: the object's mask goes away
+    pts.selected_data = {0, 1}
+    pts.remove_selected()
+    wait_idle(qtbot, w)
+    assert not (lab.data == 1).any()
+
+
+def test_box_prompt(sam, qtbot, tiny_sam2):
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=2)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    w.shapes_layer.add_rectangles(np.array([[40, 50], [90, 120]]))  # (y0, x0), (y1, x1)
+    wait_idle(qtbot, w)
+    want = engine_mask(tiny_sam2, s.image, box=np.array([50.0, 40.0, 120.0, 90.0]))
+    assert want.sum() > 0
+    assert np.array_equal(w.labels_layer.data == 1, want)
+    assert w.shapes_layer.features["object"].tolist() == [1]
+
+
+def test_rgb_and_single_channel(sam, qtbot, tiny_sam2):
+    viewer, open_widget = sam
+    s = synthetic.cells_2d(seed=3)
+    rgb = synthetic.composite_rgb(s.image)
+    viewer.add_image(s.image, channel_axis=0, name=["nuc", "cyto"])
+    viewer.add_image(rgb, rgb=True, name="rgb")
+    w = open_widget()
+    assert w.image_layer.name == "rgb" and w.image_layer.rgb
+    assert w.labels_layer.data.shape == (256, 256)
+    w.points_layer.add([128, 128])
+    wait_idle(qtbot, w)
+    want = engine_mask(tiny_sam2, rgb, np.array([[128.0, 128.0]]), np.array([1]))
+    assert np.array_equal(w.labels_layer.data == 1, want)
+
+    # one channel of the two-channel image
+    w.image_combo.set_layer(viewer.layers["cyto"])
+    assert w.labels_layer.name == "cyto SAM labels"
+    w.points_layer.add([70, 90])
+    wait_idle(qtbot, w)
+    want = engine_mask(tiny_sam2, s.image[1], np.array([[90.0, 70.0]]), np.array([1]))
+    assert np.array_equal(w.labels_layer.data == 1, want)
+    assert not viewer.layers["rgb SAM labels"].data[want & ~(viewer.layers["rgb SAM labels"].data > 0)].any()
+
+
+def test_scaled_and_translated_layers(sam, qtbot, tiny_sam2):
+    """Image with anisotropic scale and an offset; a user Points layer on another grid."""
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=4, shape=(128, 160))
+    viewer.add_image(s.image, name="img", scale=(0.5, 0.25), translate=(10.0, -3.0))
+    user_pts = viewer.add_points(np.empty((0, 2)), name="my clicks", scale=(1.0, 1.0))
+    w = open_widget()
+    w.points_combo.set_layer(user_pts)
+    assert w.points_layer is user_pts and "object" in user_pts.features
+    row, col = 40, 100  # the image pixel we mean
+    world = np.array([10.0 + 0.5 * row, -3.0 + 0.25 * col])
+    user_pts.add(world)  # this layer's data coordinates are world coordinates
+    wait_idle(qtbot, w)
+    (key, prompt), = w.prompts.items()
+    assert key == ((), 0, 1)
+    assert np.allclose(prompt.points, [[col, row]])
+    want = engine_mask(tiny_sam2, s.image, np.array([[col, row]], float), np.array([1]))
+    assert np.array_equal(w.labels_layer.data == 1, want)
+    assert np.allclose(w.labels_layer.scale, (0.5, 0.25)) and np.allclose(w.labels_layer.translate, (10.0, -3.0))
+
+
+def test_keep_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    lab = w.labels_layer
+    want = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0]]), np.array([1]))
+    ys, xs = np.nonzero(want)
+    # pre-existing label 7 covering part of where the mask will go
+    block = np.zeros_like(want)
+    block[ys.min() : ys.min() + 6, :] = True
+    lab.data[block] = 7
+    lab.refresh()
+    before = lab.data.copy()
+    w.set_object(w.new_object())
+    assert w.current_object == 8 and lab.selected_label == 8
+
+    w.points_layer.add([100, 120])
+    wait_idle(qtbot, w)
+    assert np.array_equal(lab.data == 8, want & ~block)
+    assert np.array_equal(lab.data[block], before[block])  # 7 untouched
+    after_first = lab.data.copy()
+
+    w.overwrite_check.setChecked(True)
+    w.points_layer.add([100, 121])  # re-predict object 8 with overwrite on
+    wait_idle(qtbot, w)
+    want2 = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0], [121.0, 100.0]]), np.array([1, 1]))
+    assert np.array_equal(lab.data == 8, want2)
+    assert (block & want2).any() and not (lab.data[block & want2] == 7).any()
+
+    lab.undo()  # Ctrl+Z on the Labels layer: exactly the last write
+    assert np.array_equal(lab.data, after_first)
+    lab.undo()
+    assert np.array_equal(lab.data, before)
+    lab.redo()
+    assert np.array_equal(lab.data, after_first)
+
+
+def test_objects_keys_and_picking(sam, qtbot, tiny_sam2):
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    pts, lab = w.points_layer, w.labels_layer
+    pts.add([100, 120])
+    wait_idle(qtbot, w)
+    # N on the points layer: next free object id
+    pts.keymap  # noqa: B018 - the layer's own key bindings
+    from app_model.types import KeyBinding
+
+    new_obj = pts.keymap[KeyBinding.from_str("N")]
+    new_obj(pts)
+    assert w.current_object == 2 and pts.feature_defaults["object"][0] == 2
+    toggle = pts.keymap[KeyBinding.from_str("T")]
+    toggle(pts)
+    assert not w.positive_mode and not pts.feature_defaults["positive"][0]
+    toggle(pts)
+    assert w.positive_mode
+    pts.add([200, 60])
+    wait_idle(qtbot, w)
+    assert set(np.unique(lab.data)) <= {0, 1, 2} and (lab.data == 2).any()
+    assert pts.features["object"].tolist() == [1, 2]
+    # both masks: the second never took pixels of the first
+    first = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0]]), np.array([1]))
+    assert np.array_equal(lab.data == 1, first)
+    # picking label 1 in the Labels layer selects object 1
+    lab.selected_label = 1
+    assert w.current_object == 1 and pts.feature_defaults["object"][0] == 1
+
+
+def test_shift_click_adds_negative_point(sam, qtbot):
+    from napari.utils.interactions import mouse_press_callbacks, mouse_release_callbacks
+
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    pts = w.points_layer
+
+    class Event:  # the fields napari's Points add-mode callbacks read
+        def __init__(self, type_, modifiers):
+            self.type = type_
+            self.modifiers = modifiers
+            self.position = (50.0, 60.0)
+            self.pos = np.array([10, 10])
+            self.handled = False
+            self.is_dragging = False
+            self.dims_displayed = [0, 1]
+            self.view_direction = None
+
+    for mods in ([], ["Shift"]):
+        mouse_press_callbacks(pts, Event("mouse_press", mods))
+        mouse_release_callbacks(pts, Event("mouse_release", mods))
+    wait_idle(qtbot, w)
+    assert pts.features["positive"].tolist() == [True, False]
+    assert pts.feature_defaults["positive"][0]  # back to the current mode afterwards
