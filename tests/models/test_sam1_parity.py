@@ -103,6 +103,7 @@ def _prompts():
         "points_and_box": dict(point_coords=coords[:1, :2], point_labels=labels[:1, :2], boxes=boxes[1:2]),
         "mask_and_point": dict(point_coords=coords[:1, :1], point_labels=labels[:1, :1], mask_input=masks[:1]),
         "mask_only": dict(mask_input=masks[:1]),
+        "no_prompt": dict(),
         "batched_points": dict(point_coords=coords, point_labels=labels),
         "batched_boxes": dict(boxes=boxes),
         "batched_points_boxes": dict(point_coords=coords, point_labels=labels, boxes=boxes),
@@ -166,6 +167,15 @@ def test_decode_shared_prompt_broadcasts(models):
     assert_close(iou, ref_iou, "broadcast iou")
 
 
+def test_decode_accepts_a_flat_box(models):
+    _, ours, _, our_embed = models
+    box = PROMPTS["box"]["boxes"]
+    with torch.no_grad():
+        flat = ours.decode({"image_embed": our_embed}, boxes=box[0])
+        batched = ours.decode({"image_embed": our_embed}, boxes=box)
+    assert torch.equal(flat[0], batched[0]) and torch.equal(flat[1], batched[1])
+
+
 def test_decode_image_embedding_not_copied_per_prompt(models):
     """P prompt sets against one image: the decoder sees a batch-1 image (no repeat_interleave)."""
     _, ours, _, our_embed = models
@@ -216,3 +226,14 @@ def test_full_vit_b_parity():
             assert_close(logits, ref_logits, "vit_b logits")
             assert_close(iou, ref_iou, "vit_b iou")
             assert mask_agreement(logits, ref_logits) >= 0.999
+
+
+@pytest.mark.parametrize("q_len,k_len,table_len", [(14, 14, 27), (20, 20, 27), (8, 16, 31)])
+def test_relative_position_table_matches_official(q_len, k_len, table_len):
+    """Including a table trained for another size (linear resize) and unequal q / k lengths."""
+    from segment_anything.modeling.image_encoder import get_rel_pos
+
+    from napari_sam.models.sam1.image_encoder import relative_position_table
+
+    table = torch.randn(table_len, 8, generator=torch.Generator().manual_seed(9))
+    assert_close(relative_position_table(table, q_len, k_len), get_rel_pos(q_len, k_len, table), "rel pos table")

@@ -146,6 +146,8 @@ class Sam1(nn.Module):
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels go together")
         embed = feats["image_embed"]
+        if boxes is not None:
+            boxes = boxes.reshape(-1, 4)
         batch = _prompt_batch(point_coords, boxes, mask_input)
         if embed.shape[0] not in (1, batch):
             raise ValueError(f"image_embed batch {embed.shape[0]} does not match {batch} prompt sets")
@@ -158,7 +160,7 @@ class Sam1(nn.Module):
                 raise ValueError(f"point_coords {tuple(coords.shape)} vs point_labels {tuple(labels.shape)}")
             points = (coords, labels)
         if boxes is not None:
-            boxes = _to_batch(boxes.to(dtype).reshape(-1, 4), batch)
+            boxes = _to_batch(boxes.to(dtype), batch)
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
         sparse, dense = self.prompt_encoder(points, boxes, mask_input)
