@@ -237,3 +237,15 @@ def test_relative_position_table_matches_official(q_len, k_len, table_len):
 
     table = torch.randn(table_len, 8, generator=torch.Generator().manual_seed(9))
     assert_close(relative_position_table(table, q_len, k_len), get_rel_pos(q_len, k_len, table), "rel pos table")
+
+
+@pytest.mark.parametrize("split_global", [False, True], ids=["together", "one_image_at_a_time"])
+def test_batched_image_embedding(models, monkeypatch, split_global):
+    from napari_sam.models.sam1 import image_encoder
+
+    if split_global:
+        monkeypatch.setattr(image_encoder, "_BIAS_LIMIT", 0)
+    ref, ours, _, _ = models
+    x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(10))
+    with torch.no_grad():
+        assert_close(ours.encode_image(x)["image_embed"], ref.image_encoder(x), "batched embedding")

@@ -20,6 +20,11 @@ from torch import nn
 from ..common import LayerNorm2d, MLPBlock, attention
 
 
+# Largest relative-position bias (elements) built for several images at once; a global
+# block of ViT-B at 1024^2 needs 12 * 4096^2 (800 MB fp32) per image.
+_BIAS_LIMIT = 2**26
+
+
 def relative_position_table(table: torch.Tensor, q_len: int, k_len: int) -> torch.Tensor:
     """Gather a ``(2 L - 1, C)`` relative-position table into ``(q_len, k_len, C)``.
 
@@ -81,6 +86,9 @@ class RelPosAttention(nn.Module):
 
     def forward(self, qkv: torch.Tensor) -> torch.Tensor:
         b, h, w, three_dim = qkv.shape
+        if b > 1 and self.num_heads * (h * w) ** 2 > _BIAS_LIMIT:
+            # global attention over several images: one image at a time bounds the bias memory
+            return torch.cat([self(one) for one in qkv.split(1)])
         dim = three_dim // 3
         heads = qkv.view(b, h * w, 3, self.num_heads, dim // self.num_heads)
         # (B, heads, tokens, head_dim) views; SDPA reads the strided layout directly
