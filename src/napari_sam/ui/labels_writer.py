@@ -27,20 +27,25 @@ def write_masks(layer, lead: tuple[int, ...], masks: dict[int, np.ndarray], over
     """
     held: dict[int, int] = {}
     plane = layer.data[lead] if lead else layer.data
+    cur = np.asarray(plane)
+    for obj, mask in masks.items():
+        if mask.shape != cur.shape:
+            raise ValueError(f"mask of shape {mask.shape} does not fit the labels slice {cur.shape}")
     with layer.block_history():
+        # first every object lets go of what its new mask leaves out, so that pixels one
+        # object releases are free for another object of the same write
+        for obj, mask in masks.items():
+            drop = (np.asarray(plane) == int(obj)) & ~mask
+            if drop.any():
+                layer.data_setitem(_full_index(lead, drop), 0)
         for obj, mask in masks.items():
             obj = int(obj)
             cur = np.asarray(plane)
-            if mask.shape != cur.shape:
-                raise ValueError(f"mask of shape {mask.shape} does not fit the labels slice {cur.shape}")
             mine = cur == obj
             allowed = mask if overwrite else mask & ((cur == 0) | mine)
             add = allowed & ~mine
-            drop = mine & ~mask
             if add.any():
                 layer.data_setitem(_full_index(lead, add), obj)
-            if drop.any():
-                layer.data_setitem(_full_index(lead, drop), 0)
             held[obj] = int(np.count_nonzero(allowed))
     return held
 

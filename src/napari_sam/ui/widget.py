@@ -235,6 +235,9 @@ class SamWidget(QWidget):
     def new_object(self, *_) -> int:
         """Select the next free object id (beyond every label and every prompted object)."""
         used = [k[2] for k in self.prompts]
+        for layer in (self.points_layer, self.shapes_layer):
+            if layer is not None and "object" in layer.features:
+                used += layer.features["object"].to_numpy(int).tolist()
         obj = lw.next_free_id(self.labels_layer, used)
         self.set_object(obj)
         return obj
