@@ -134,6 +134,11 @@ class Sam2(nn.Module):
             if p is not None and not p.is_meta:
                 nn.init.trunc_normal_(p, std=0.02)
 
+    @property
+    def dtype(self) -> torch.dtype:
+        """Parameter dtype; block inputs (e.g. a float16 embedding store) are cast to it."""
+        return self.no_mem_embed.dtype
+
     # ------------------------------------------------------------------ image path
     def encode_image(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the image encoder on a preprocessed batch ``x`` of shape ``(B, 3, S, S)``.
@@ -157,8 +162,8 @@ class Sam2(nn.Module):
         if not self.config.use_high_res_features_in_sam:
             return None
         if isinstance(feats, dict):
-            return [feats["high_res_s0"], feats["high_res_s1"]]
-        return list(feats)
+            feats = [feats["high_res_s0"], feats["high_res_s1"]]
+        return [f.to(self.dtype) for f in feats]
 
     def decode(
         self,
@@ -184,7 +189,7 @@ class Sam2(nn.Module):
         raw decoder output: the official predictor additionally returns them clamped to
         [-32, 32] as its "low-res masks" (and upsamples the unclamped ones).
         """
-        embed = feats["image_embed"]
+        embed = feats["image_embed"].to(self.dtype)
         if self.config.directly_add_no_mem_embed:
             embed = embed + self.no_mem_embed.view(1, -1, 1, 1)
         points = None
@@ -257,6 +262,7 @@ class Sam2(nn.Module):
         is the ``obj_ptr_proj`` of the chosen output token, gated with ``no_obj_ptr``.
         """
         cfg = self.config
+        pix_feat = pix_feat.to(self.dtype)
         B, device = pix_feat.shape[0], pix_feat.device
         if point_coords is None:
             point_coords = torch.zeros(B, 1, 2, device=device)
@@ -324,6 +330,7 @@ class Sam2(nn.Module):
         ``mask_downsample``-d mask; object score ``+10`` if any pixel is set, else ``-10``.
         """
         cfg = self.config
+        image_embed = image_embed.to(self.dtype)
         B = mask.shape[0]
         mask_f = mask.float()
         high = mask_f * 20.0 - 10.0
@@ -361,6 +368,7 @@ class Sam2(nn.Module):
         The official video predictor stores ``maskmem_features`` in bfloat16.
         """
         cfg = self.config
+        image_embed = image_embed.to(self.dtype)
         B = high_res_masks.shape[0]
         if image_embed.shape[0] != B:
             image_embed = image_embed.expand(B, -1, -1, -1)
@@ -393,7 +401,7 @@ class Sam2(nn.Module):
             # the official fallback (attention to a single no-memory token) cannot run:
             # its RoPE repeats the query grid over the keys, which needs >= 1 full grid
             raise NotImplementedError("only directly_add_no_mem_embed=True is supported")
-        return image_embed + self.no_mem_embed.view(1, -1, 1, 1)
+        return image_embed.to(self.dtype) + self.no_mem_embed.view(1, -1, 1, 1)
 
     def project_memory(self, maskmem_features: torch.Tensor,
                        maskmem_pos_enc: torch.Tensor | None = None) -> ProjectedMemory:
@@ -406,7 +414,7 @@ class Sam2(nn.Module):
         x = maskmem_features.flatten(2).transpose(1, 2)
         if maskmem_pos_enc is None:
             maskmem_pos_enc = self.memory_pos_enc(x.device)
-        x = x.to(self.no_mem_embed.dtype)
+        x = x.to(self.dtype)
         pos = maskmem_pos_enc.flatten(2).transpose(1, 2).to(x.dtype)
         return project_memory(self.memory_attention, x, pos)
 
@@ -416,7 +424,7 @@ class Sam2(nn.Module):
         Pass it as ``frame_cache`` to several :meth:`condition_on_memory` calls on the same
         frame (e.g. one per group of objects with the same number of memories).
         """
-        curr = image_embed[:1].flatten(2).transpose(1, 2)
+        curr = image_embed[:1].to(self.dtype).flatten(2).transpose(1, 2)
         pos = self.image_pos_enc(curr.device, curr.dtype).flatten(2).transpose(1, 2)
         return frame_cache(self.memory_attention, curr, pos)
 
@@ -449,9 +457,9 @@ class Sam2(nn.Module):
         cfg = self.config
         if not memories:
             raise ValueError("condition_on_memory needs at least one memory (a conditioning frame)")
-        dtype = image_embed.dtype
+        dtype = self.dtype
         _, C, h, w = image_embed.shape
-        curr = image_embed.flatten(2).transpose(1, 2)
+        curr = image_embed.to(dtype).flatten(2).transpose(1, 2)
         curr_pos = self.image_pos_enc(curr.device, dtype).flatten(2).transpose(1, 2)
 
         projected = []
