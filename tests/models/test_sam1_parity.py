@@ -249,3 +249,13 @@ def test_batched_image_embedding(models, monkeypatch, split_global):
     x = torch.randn(2, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(10))
     with torch.no_grad():
         assert_close(ours.encode_image(x)["image_embed"], ref.image_encoder(x), "batched embedding")
+
+
+def test_image_embedding_math_backend(models):
+    """The rel-pos bias reaches the plain math backend the same way as SDPA's attn_mask."""
+    from napari_sam.models.common import attention_backend
+
+    ref, ours, ref_embed, _ = models
+    x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad(), attention_backend("math"):
+        assert_close(ours.encode_image(x)["image_embed"], ref_embed, "embedding (math backend)")
