@@ -151,7 +151,8 @@ def test_cancel_and_close_mid_run(sam, qtbot, tiny_sam2):
             assert np.array_equal(snapshot[f] == 1, want[f][1])
 
 
-def test_remove_image_layer_mid_run(sam, qtbot):
+@pytest.mark.parametrize("which", ["image", "labels"])
+def test_remove_layer_mid_run(sam, qtbot, which):
     viewer, open_widget = sam
     s = synthetic.timelapse(n_frames=20, shape=(128, 128), seed=2)
     viewer.add_image(s.image, name="movie")
@@ -160,10 +161,15 @@ def test_remove_image_layer_mid_run(sam, qtbot):
     wait_idle(qtbot, w)
     assert w.actions.propagate("forward")
     qtbot.waitUntil(lambda: w.actions.stats["propagated_frames"] >= 2, timeout=60_000)
-    viewer.layers.remove("movie")
+    labels = w.labels_layer
+    viewer.layers.remove(w.image_layer if which == "image" else labels)
     qtbot.waitUntil(lambda: not w.runner.busy, timeout=60_000)
-    assert w.last_error is None and w.segmenter is None
+    assert w.last_error is None
     assert w.actions.stats["propagated_frames"] < 20
+    if which == "image":
+        assert w.segmenter is None
+    written = [f for f in range(20) if labels.data[f].any()]
+    assert written == list(range(len(written)))  # whole slices, from the start, no gaps
 
 
 def test_embeddings_progress_cancel_resume_reuse(sam, qtbot, tiny_sam2):

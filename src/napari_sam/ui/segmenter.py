@@ -75,8 +75,11 @@ class Segmenter:
                 self._stores[key] = ns.EmbeddingStore(path, self.model, self.frames[key])
             return self._stores[key]
 
-    def missing_frames(self) -> int:
-        return sum(len(self.store(k).missing()) for k in self.frames)
+    def embedded(self) -> tuple[int, Path | None]:
+        """(slices embedded so far, cache folder) over the stores opened so far (cheap)."""
+        stores = list(self._stores.values())
+        done = sum(len(s) - len(s.missing()) for s in stores)
+        return done, (stores[0].path.parent if stores and stores[0].path else None)
 
     def precompute_iter(self) -> Iterator[tuple[int, int]]:
         """Embed every frame of every stack; yields (done, total) after each frame."""

@@ -80,12 +80,10 @@ class SessionActions:
             w.runner.progress(done, tot)
 
         def done(_, aborted):
-            stores = [seg.store(k) for k in seg.frames] if not seg.closed else []
-            left = sum(len(s.missing()) for s in stores)
-            where = stores[0].path.parent if stores else ""
+            embedded, where = seg.embedded()
             w.embed_info.setText(
                 ("Cancelled: " if aborted else "")
-                + f"{total - left} / {total} slices embedded, cached in {where}"
+                + f"{embedded} / {total} slices embedded" + (f", cached in {where}" if where else "")
             )
 
         ok = w.runner.submit_long(Job(seg.precompute_iter, on_yield=on_yield, on_done=done, total=total, desc="Embedding"))
@@ -127,9 +125,13 @@ class SessionActions:
             mask, score = result
             lead = seg.geometry.join(stack, frame)
             held = lw.write_masks(lab, lead, {obj: mask}, overwrite=w.overwrite_check.isChecked())
-            self._note_visibility(stack, frame, obj, held.get(obj, 0) > 0 and (score is None or score > 0))
+            visible = held.get(obj, 0) > 0 and (score is None or score > 0)
+            if seg.geometry.lead:
+                self._note_visibility(stack, frame, obj, visible)
             self.stats["previews"] += 1
-            w.status.setText(f"Object {obj}: {held.get(obj, 0)} pixels on slice {lead or 'image'}")
+            where = "" if not lead else f" on slice {lead[0] if len(lead) == 1 else lead}"
+            absent = "" if visible else (" (the model says it is absent)" if score is not None and score <= 0 else "")
+            w.status.setText(f"Object {obj}: {held.get(obj, 0)} pixels{where}{absent}")
             if w.tracks_check.isChecked():
                 self.update_tracks()
 

@@ -72,8 +72,8 @@ class SamWidget(QWidget):
         self._closed = False
         self._build()
         self._connect_viewer()
-        runner = self.runner
-        self.destroyed.connect(lambda *_: runner.shutdown())
+        me = weakref.ref(self)
+        self.destroyed.connect(lambda *_: me() is not None and me()._release_engine())
         self._image_changed(self.image_combo.layer())
 
     # ================================================================== layout
@@ -268,8 +268,11 @@ class SamWidget(QWidget):
         self.axis_combo.clear()
         if image is not None and image.ndim > 2:
             names = list(getattr(self.viewer.dims, "axis_labels", []))[-image.ndim :]
+            shape = StackGeometry.of(image).shape
             for a in range(image.ndim - 2):
-                self.axis_combo.addItem(f"axis {a} ({names[a] if a < len(names) else a}) x {image.data.shape[a] if not image.multiscale else image.data[0].shape[a]}")
+                self.axis_combo.addItem(f"axis {a} ({names[a] if a < len(names) else a}) x {shape[a]}")
+        else:
+            self.axis_combo.addItem("none (2D image)")
         self.axis_combo.setEnabled(image is not None and image.ndim > 3)
         self.axis_combo.blockSignals(False)
         if image is not None:
@@ -463,15 +466,19 @@ class SamWidget(QWidget):
             self.progress.setFormat(f"{desc}: %v / %m")
 
     # ================================================================== lifetime
-    def shutdown(self) -> None:
-        """Stop workers and let go of layers (widget closed or viewer closing)."""
-        if self._closed:
-            return
+    def _release_engine(self) -> None:
+        """Stop the workers and free the engine (no Qt calls: safe after the widget died)."""
         self._closed = True
         self.runner.shutdown()
         if self.segmenter is not None:
             self.segmenter.close()
             self.segmenter = None
+
+    def shutdown(self) -> None:
+        """Stop workers and let go of layers (widget closed or viewer closing)."""
+        if self._closed:
+            return
+        self._release_engine()
         self._unbind()
         ev = self.viewer.layers.events
         for combo in (self.image_combo, self.labels_combo, self.points_combo, self.shapes_combo):
