@@ -6,6 +6,7 @@ shadow the suite's ``from conftest import perturb_``).
 
 from __future__ import annotations
 
+import os
 import time
 
 import numpy as np
@@ -13,6 +14,14 @@ import pytest
 import torch
 
 from conftest import perturb_
+
+#: Without an X server Qt aborts the whole test process: skip the viewer tests instead
+#: (scripts/test.sh runs the suite under Xvfb).
+requires_display = pytest.mark.skipif(
+    not os.environ.get("DISPLAY") and os.environ.get("QT_QPA_PLATFORM") not in ("offscreen", "minimal"),
+    reason="needs a display: run under xvfb-run (see scripts/test.sh)",
+)
+
 
 @pytest.fixture(scope="session")
 def tiny_sam2():

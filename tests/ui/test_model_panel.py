@@ -6,11 +6,11 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from sam_ui_fixtures import sam, tiny_sam2, wait_idle  # noqa: F401
+from sam_ui_fixtures import requires_display, sam, tiny_sam2, wait_idle  # noqa: F401
 
 from napari_sam.registry import list_models
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, requires_display]
 
 
 def test_lists_models_and_weights_status(sam, tmp_path):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam_ui_fixtures import sam, tiny_sam2, wait_idle  # noqa: F401
+from sam_ui_fixtures import requires_display, sam, tiny_sam2, wait_idle  # noqa: F401
 
 import napari_sam as ns
 from napari_sam.data import synthetic
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, requires_display]
 
 
 def engine_mask(model, image, points=None, labels=None, box=None):
@@ -22,8 +22,18 @@ def engine_mask(model, image, points=None, labels=None, box=None):
     return res.masks[int(np.argmax(res.scores))]
 
 
+def engine_video_prompt(model, frames, frame, points, labels, box):
+    """The engine's answer to a first prompt on one slice of a stack (VideoSession)."""
+    sess = ns.VideoSession(model, frames, embeddings=ns.EmbeddingStore(None, model, frames))
+    try:
+        return sess.add_prompts(frame, 1, points=points, labels=labels, box=box) > 0
+    finally:
+        sess.close()
+
+
 @pytest.mark.parametrize("key,ndim,video", [("nuclei_2d", 2, False), ("cells_2d", 2, False), ("nuclei_3d", 3, True), ("timelapse", 3, True)])
-def test_samples_open_with_widget(sam, key, ndim, video):
+def test_each_sample_click_and_box(sam, qtbot, tiny_sam2, key, ndim, video):
+    """Every sample through the manifest; a click and a box on one object; the Labels layer."""
     viewer, open_widget = sam
     viewer.open_sample("napari-sam", key)
     w = open_widget()
@@ -34,6 +44,22 @@ def test_samples_open_with_widget(sam, key, ndim, video):
     assert w.labels_layer.data.shape == img.data.shape
     assert w.video_box.isEnabled() == video
     assert "Segment Anything (napari-sam)" in viewer.window.dock_widgets
+
+    lead = [7] * (ndim - 2)
+    for axis, value in enumerate(lead):
+        viewer.dims.set_current_step(axis, value)
+    w.points_layer.add([*lead, 60, 70])
+    w.shapes_layer.add_rectangles(np.array([[*lead, 40, 45], [*lead, 40, 100], [*lead, 85, 100], [*lead, 85, 45]]))
+    wait_idle(qtbot, w)
+    pts, lab, box = np.array([[70.0, 60.0]]), np.array([1]), np.array([45.0, 40.0, 100.0, 85.0])
+    if video:
+        want = engine_video_prompt(tiny_sam2, img.data, 7, pts, lab, box)
+        got = w.labels_layer.data[7]
+        assert not (w.labels_layer.data[:7] > 0).any() and not (w.labels_layer.data[8:] > 0).any()
+    else:
+        want = engine_mask(tiny_sam2, img.data, pts, lab, box)
+        got = w.labels_layer.data
+    assert want.any() and np.array_equal(got == 1, want)
 
 
 def test_clicks_move_delete(sam, qtbot, tiny_sam2):
@@ -129,6 +155,25 @@ def test_scaled_and_translated_layers(sam, qtbot, tiny_sam2):
     want = engine_mask(tiny_sam2, s.image, np.array([[col, row]], float), np.array([1]))
     assert np.array_equal(w.labels_layer.data == 1, want)
     assert np.allclose(w.labels_layer.scale, (0.5, 0.25)) and np.allclose(w.labels_layer.translate, (10.0, -3.0))
+
+
+def test_scaled_stack_prompts_land_on_the_right_slice(sam, qtbot):
+    """Anisotropic z (2.0) and an offset image; a user Points layer on an isotropic grid."""
+    viewer, open_widget = sam
+    s = synthetic.nuclei_3d(shape=(10, 64, 80), seed=6)
+    viewer.add_image(s.image, name="stack", scale=(2.0, 0.5, 0.5), translate=(4.0, 0.0, 1.0))
+    iso = viewer.add_points(np.empty((0, 3)), ndim=3, name="iso clicks", scale=(1.0, 1.0, 1.0))
+    w = open_widget()
+    w.points_combo.set_layer(iso)
+    z, row, col = 6, 30, 50  # the voxel we mean
+    world = np.array([4.0 + 2.0 * z, 0.5 * row, 1.0 + 0.5 * col])
+    viewer.dims.set_current_step(0, z)
+    iso.add(world)
+    wait_idle(qtbot, w)
+    (key, prompt), = w.prompts.items()
+    assert key == ((), z, 1) and np.allclose(prompt.points, [[col, row]])
+    lab = w.labels_layer.data
+    assert lab[z].any() and not np.delete(lab, z, axis=0).any()
 
 
 def test_keep_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from sam_ui_fixtures import Heartbeat, sam, tiny_sam2, wait_idle  # noqa: F401
+from sam_ui_fixtures import requires_display, Heartbeat, sam, tiny_sam2, wait_idle  # noqa: F401
 
 import napari_sam as ns
 from napari_sam.data import synthetic
 
-pytestmark = pytest.mark.gui
+pytestmark = [pytest.mark.gui, requires_display]
 MAX_STALL_S = 0.2
 
 
