@@ -97,17 +97,17 @@ def _prompts():
     boxes = torch.tensor([[10.0, 20, 200, 150], [50, 60, 300, 310], [0, 0, 100, 100]])
     masks = torch.randn(P, 1, 4 * GRID, 4 * GRID, generator=gen) * 5
     return {
-        "one_point": dict(point_coords=coords[:1, :1], point_labels=labels[:1, :1]),
-        "points_pos_neg": dict(point_coords=coords[:1], point_labels=labels[1:2]),
-        "box": dict(boxes=boxes[:1]),
-        "points_and_box": dict(point_coords=coords[:1, :2], point_labels=labels[:1, :2], boxes=boxes[1:2]),
-        "mask_and_point": dict(point_coords=coords[:1, :1], point_labels=labels[:1, :1], mask_input=masks[:1]),
-        "mask_only": dict(mask_input=masks[:1]),
-        "no_prompt": dict(),
-        "batched_points": dict(point_coords=coords, point_labels=labels),
-        "batched_boxes": dict(boxes=boxes),
-        "batched_points_boxes": dict(point_coords=coords, point_labels=labels, boxes=boxes),
-        "batched_points_masks": dict(point_coords=coords, point_labels=labels, mask_input=masks),
+        "one_point": {"point_coords": coords[:1, :1], "point_labels": labels[:1, :1]},
+        "points_pos_neg": {"point_coords": coords[:1], "point_labels": labels[1:2]},
+        "box": {"boxes": boxes[:1]},
+        "points_and_box": {"point_coords": coords[:1, :2], "point_labels": labels[:1, :2], "boxes": boxes[1:2]},
+        "mask_and_point": {"point_coords": coords[:1, :1], "point_labels": labels[:1, :1], "mask_input": masks[:1]},
+        "mask_only": {"mask_input": masks[:1]},
+        "no_prompt": {},
+        "batched_points": {"point_coords": coords, "point_labels": labels},
+        "batched_boxes": {"boxes": boxes},
+        "batched_points_boxes": {"point_coords": coords, "point_labels": labels, "boxes": boxes},
+        "batched_points_masks": {"point_coords": coords, "point_labels": labels, "mask_input": masks},
     }
 
 
@@ -255,7 +255,7 @@ def test_image_embedding_math_backend(models):
     """The rel-pos bias reaches the plain math backend the same way as SDPA's attn_mask."""
     from napari_sam.models.common import attention_backend
 
-    ref, ours, ref_embed, _ = models
+    _ref, ours, ref_embed, _ = models
     x = torch.randn(1, 3, SIZE, SIZE, generator=torch.Generator().manual_seed(2))
     with torch.no_grad(), attention_backend("math"):
         assert_close(ours.encode_image(x)["image_embed"], ref_embed, "embedding (math backend)")

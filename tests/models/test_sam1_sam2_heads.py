@@ -32,16 +32,16 @@ REFERENCE = Path(__file__).resolve().parents[3] / "shared" / "reference" / "stat
 
 CONFIGS = {
     # SAM 2.1 / 2.0 checkpoints: every extra on
-    "sam2.1": dict(
-        use_high_res_features=True,
-        iou_prediction_use_sigmoid=True,
-        pred_obj_scores=True,
-        pred_obj_scores_mlp=True,
-        use_multimask_token_for_obj_ptr=True,
-        dynamic_multimask_via_stability=True,
-    ),
-    "linear_obj_head": dict(pred_obj_scores=True, pred_obj_scores_mlp=False),
-    "plain": dict(),
+    "sam2.1": {
+        "use_high_res_features": True,
+        "iou_prediction_use_sigmoid": True,
+        "pred_obj_scores": True,
+        "pred_obj_scores_mlp": True,
+        "use_multimask_token_for_obj_ptr": True,
+        "dynamic_multimask_via_stability": True,
+    },
+    "linear_obj_head": {"pred_obj_scores": True, "pred_obj_scores_mlp": False},
+    "plain": {},
 }
 
 
@@ -86,13 +86,13 @@ def decoders(config: str, seed: int = 0):
 
 def inputs(batch_image: int, seed: int = 1):
     gen = torch.Generator().manual_seed(seed)
-    return dict(
-        image_embeddings=torch.randn(batch_image, 256, GRID, GRID, generator=gen),
-        high_res_features=[
+    return {
+        "image_embeddings": torch.randn(batch_image, 256, GRID, GRID, generator=gen),
+        "high_res_features": [
             torch.randn(batch_image, 32, 4 * GRID, 4 * GRID, generator=gen),
             torch.randn(batch_image, 64, 2 * GRID, 2 * GRID, generator=gen),
         ],
-    )
+    }
 
 
 def sparse_dense(with_mask: bool, seed: int = 2):
@@ -190,7 +190,7 @@ def test_prompt_encoder_sam2():
     labels = torch.tensor([[2, 3, 1, 0, -1], [1, 0, 0, 1, 1], [2, 3, -1, -1, 1]])
     masks = torch.randn(P, 1, 4 * GRID, 4 * GRID, generator=gen)
     with torch.no_grad():
-        for kwargs in (dict(points=(coords, labels), boxes=None, masks=masks), dict(points=(coords, labels), boxes=None, masks=None)):
+        for kwargs in ({"points": (coords, labels), "boxes": None, "masks": masks}, {"points": (coords, labels), "boxes": None, "masks": None}):
             for o, r in zip(ours(**kwargs), ref(**kwargs)):
                 assert o.shape == r.shape
                 assert_close(o, r, "sam2 prompt encoder")

@@ -19,7 +19,6 @@ from torch import nn
 
 from ..common import LayerNorm2d, MLPBlock, attention
 
-
 # Largest relative-position bias (elements) built for several images at once; a global
 # block of ViT-B at 1024^2 needs 12 * 4096^2 (800 MB fp32) per image.
 _BIAS_LIMIT = 2**26
@@ -151,7 +150,7 @@ class EncoderBlock(nn.Module):
         win = self.window_size
         if win == 0:
             return self.attn.proj(self.attn(qkv))
-        b, hgt, wid, _ = qkv.shape
+        _b, hgt, wid, _ = qkv.shape
         # Zero tokens (padding after norm1) project to the qkv bias alone.
         qkv = _pad_to_windows(qkv, win, self.attn.qkv.bias)
         hp, wp = qkv.shape[1:3]
