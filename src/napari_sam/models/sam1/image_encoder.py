@@ -150,7 +150,7 @@ class EncoderBlock(nn.Module):
         win = self.window_size
         if win == 0:
             return self.attn.proj(self.attn(qkv))
-        _b, hgt, wid, _ = qkv.shape
+        hgt, wid = qkv.shape[1:3]
         # Zero tokens (padding after norm1) project to the qkv bias alone.
         qkv = _pad_to_windows(qkv, win, self.attn.qkv.bias)
         hp, wp = qkv.shape[1:3]
