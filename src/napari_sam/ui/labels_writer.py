@@ -28,7 +28,7 @@ def write_masks(layer, lead: tuple[int, ...], masks: dict[int, np.ndarray], over
     held: dict[int, int] = {}
     plane = layer.data[lead] if lead else layer.data
     cur = np.asarray(plane)
-    for obj, mask in masks.items():
+    for mask in masks.values():
         if mask.shape != cur.shape:
             raise ValueError(f"mask of shape {mask.shape} does not fit the labels slice {cur.shape}")
     with layer.block_history():

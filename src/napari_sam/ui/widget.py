@@ -9,27 +9,13 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
-from napari.layers import Image, Labels, Points, Shapes
 from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import (
-    QCheckBox,
-    QComboBox,
-    QFormLayout,
-    QGroupBox,
-    QHBoxLayout,
-    QLabel,
-    QProgressBar,
-    QPushButton,
-    QSpinBox,
-    QVBoxLayout,
-    QWidget,
-)
+from qtpy.QtWidgets import QWidget
 
 from . import labels_writer as lw
 from . import prompts as pr
 from .geometry import StackGeometry
-from .layer_combo import LayerCombo
-from .model_panel import ModelPanel
+from .layout import build_layout
 from .segmenter import Segmenter
 from .session_actions import SessionActions
 from .workers import JobRunner
@@ -78,110 +64,7 @@ class SamWidget(QWidget):
 
     # ================================================================== layout
     def _build(self) -> None:
-        v = self.viewer
-        root = QVBoxLayout(self)
-        self.model_panel = ModelPanel()
-        self.model_panel.load_requested.connect(self.actions.load_model)
-        box = QGroupBox("Model")
-        QVBoxLayout(box).addWidget(self.model_panel)
-        root.addWidget(box)
-
-        self.image_combo = LayerCombo(v, Image)
-        self.image_combo.setToolTip("The image to segment (2D, RGB, 3D stack, time-lapse or 4D)")
-        self.axis_combo = QComboBox()
-        self.axis_combo.setToolTip("Which axis the video runs along (4D and more: e.g. t of (t, z, y, x))")
-        self.labels_combo = LayerCombo(v, Labels, new_text="(new labels layer)")
-        self.labels_combo.setToolTip("Where masks are written; each object's id is its label")
-        self.points_combo = LayerCombo(v, Points, new_text="(new points layer)")
-        self.points_combo.setToolTip("Clicks: positive (green) and negative (red, Shift-click or T)")
-        self.shapes_combo = LayerCombo(v, Shapes, new_text="(new shapes layer)")
-        self.shapes_combo.setToolTip("Rectangles in this Shapes layer are box prompts")
-        box = QGroupBox("Layers")
-        form = QFormLayout(box)
-        form.addRow("Image", self.image_combo)
-        form.addRow("Video axis", self.axis_combo)
-        form.addRow("Labels", self.labels_combo)
-        form.addRow("Clicks", self.points_combo)
-        form.addRow("Boxes", self.shapes_combo)
-        root.addWidget(box)
-
-        self.embed_button = QPushButton("Compute embeddings")
-        self.embed_button.setToolTip("Embed every slice of the image now (kept on disk, reused next time). Optional: clicking embeds the current slice on demand")
-        self.cancel_button = QPushButton("Cancel")
-        self.cancel_button.setToolTip("Stop the running computation; what is done is kept")
-        self.cancel_button.setEnabled(False)
-        self.progress = QProgressBar()
-        self.progress.setVisible(False)
-        self.embed_info = QLabel("")
-        self.embed_info.setWordWrap(True)
-        box = QGroupBox("Embeddings")
-        lay = QVBoxLayout(box)
-        row = QHBoxLayout()
-        row.addWidget(self.embed_button)
-        row.addWidget(self.cancel_button)
-        lay.addLayout(row)
-        lay.addWidget(self.progress)
-        lay.addWidget(self.embed_info)
-        root.addWidget(box)
-
-        self.object_spin = QSpinBox()
-        self.object_spin.setRange(1, 2**31 - 1)
-        self.object_spin.setToolTip("The object new clicks and boxes belong to (its label id). Picking a label in the Labels layer selects it")
-        self.new_button = QPushButton("New object [N]")
-        self.new_button.setToolTip("Start the next free object id (shortcut: N)")
-        self.polarity_button = QPushButton()
-        self.polarity_button.setCheckable(True)
-        self.polarity_button.setToolTip("Clicks add foreground (green) or background (red) points. Toggle: T; Shift-click adds the other kind")
-        self.overwrite_check = QCheckBox("Overwrite existing labels")
-        self.overwrite_check.setToolTip("Off: masks only fill empty pixels (and the object's own). On: masks paint over other labels")
-        box = QGroupBox("Objects")
-        lay = QVBoxLayout(box)
-        row = QHBoxLayout()
-        row.addWidget(QLabel("Object"))
-        row.addWidget(self.object_spin)
-        row.addWidget(self.new_button)
-        lay.addLayout(row)
-        lay.addWidget(self.polarity_button)
-        lay.addWidget(self.overwrite_check)
-        root.addWidget(box)
-
-        self.direction_combo = QComboBox()
-        self.direction_combo.addItems(["forward", "backward", "both"])
-        self.direction_combo.setToolTip("Track from the prompted (or last corrected) slice towards higher, lower, or both ends")
-        self.propagate_button = QPushButton("Propagate")
-        self.propagate_button.setToolTip("Track every object through the stack (SAM 2). Add prompts on any slice to correct, then propagate again")
-        self.tracks_check = QCheckBox("Show tracks")
-        self.tracks_check.setToolTip("A Tracks layer with each object's centroid per frame")
-        self.visibility = QLabel("")
-        self.visibility.setWordWrap(True)
-        self.video_box = QGroupBox("Stack / video")
-        lay = QVBoxLayout(self.video_box)
-        row = QHBoxLayout()
-        row.addWidget(self.direction_combo)
-        row.addWidget(self.propagate_button)
-        lay.addLayout(row)
-        lay.addWidget(self.tracks_check)
-        lay.addWidget(self.visibility)
-        root.addWidget(self.video_box)
-
-        self.status = QLabel("Load a model, then click on an object.")
-        self.status.setWordWrap(True)
-        root.addWidget(self.status)
-        root.addStretch(1)
-
-        self.image_combo.layer_changed.connect(self._image_changed)
-        self.axis_combo.currentIndexChanged.connect(lambda *_: self._rebuild_segmenter())
-        self.labels_combo.layer_changed.connect(lambda *_: self._bind_layers())
-        self.points_combo.layer_changed.connect(lambda *_: self._bind_layers())
-        self.shapes_combo.layer_changed.connect(lambda *_: self._bind_layers())
-        self.embed_button.clicked.connect(self.actions.compute_embeddings)
-        self.cancel_button.clicked.connect(self.runner.cancel_long)
-        self.object_spin.valueChanged.connect(self.set_object)
-        self.new_button.clicked.connect(self.new_object)
-        self.polarity_button.toggled.connect(lambda neg: self.set_positive(not neg))
-        self.propagate_button.clicked.connect(lambda: self.actions.propagate())
-        self.tracks_check.toggled.connect(lambda *_: self.actions.update_tracks())
-        self.set_positive(True)
+        build_layout(self)
 
     def _connect_viewer(self) -> None:
         ev = self.viewer.layers.events
