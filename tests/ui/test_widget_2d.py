@@ -272,3 +272,44 @@ def test_shift_click_adds_negative_point(sam, qtbot):
     wait_idle(qtbot, w)
     assert pts.features["positive"].tolist() == [True, False]
     assert pts.feature_defaults["positive"][0]  # back to the current mode afterwards
+
+
+def test_sam1_model_segments_slices_without_propagation(sam, qtbot):
+    """A SAM 1 model: slice-by-slice masks in a stack (ImagePredictor); no video controls."""
+    import torch
+
+    from conftest import perturb_
+    from napari_sam.models.sam1 import Sam1Config, build_sam1
+
+    torch.manual_seed(1)
+    model = perturb_(build_sam1(Sam1Config(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1,
+                                           encoder_global_attn_indexes=(0,), image_size=128)).eval(), 1)
+    viewer, open_widget = sam
+    s = synthetic.nuclei_3d(shape=(6, 80, 96), seed=7)
+    viewer.add_image(s.image, name="stack")
+    w = open_widget(model=model)
+    assert not w.video_box.isEnabled() and "SAM 2" in w.video_box.toolTip()
+    assert not w.actions.propagate()
+    viewer.dims.set_current_step(0, 3)
+    w.points_layer.add([3, 40, 50])
+    wait_idle(qtbot, w)
+    store = ns.EmbeddingStore(None, model, s.image)
+    pred = ns.ImagePredictor(model)
+    pred.set_frame(store, 3)
+    res = pred.predict(points=np.array([[50.0, 40.0]]), labels=np.array([1]), multimask=True)
+    want = res.masks[int(np.argmax(res.scores))]
+    lab = w.labels_layer.data
+    assert want.any() and np.array_equal(lab[3] == 1, want)
+    assert not np.delete(lab, 3, axis=0).any()
+
+
+def test_labels_layer_of_another_shape_is_refused(sam, qtbot):
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(seed=1, shape=(96, 96))
+    viewer.add_image(s.image, name="img")
+    other = viewer.add_labels(np.zeros((50, 50), np.int32), name="small")
+    w = open_widget()
+    w.labels_combo.set_layer(other)
+    w.points_layer.add([40, 40])
+    wait_idle(qtbot, w)
+    assert not other.data.any() and "has shape (50, 50)" in w.status.text()

@@ -98,7 +98,7 @@ class SessionActions:
         stack, frame, obj = key
         self.last_edit[stack] = frame
         if prompt is None:
-            lab = w.labels_layer
+            lab = w.writable_labels()
             if lab is not None:
                 lw.clear_object(lab, seg.geometry.join(stack, frame), obj)
 
@@ -119,7 +119,7 @@ class SessionActions:
             current = w.prompts.get(key)
             if aborted or result is None or seg.closed or current is None or current.signature() != sig:
                 return  # superseded: a newer request (or none) decides this slice
-            lab = w.labels_layer
+            lab = w.writable_labels()
             if lab is None:
                 return
             mask, score = result
@@ -150,9 +150,11 @@ class SessionActions:
         if not prompts:
             w.status.setText("Add a click or a box on some slice first.")
             return False
+        labels = w.writable_labels()
+        if labels is None:
+            return False
         start = self.last_edit.pop(stack, None)
         total = seg.propagate_length(stack, direction, start)
-        labels = w.labels_layer
         self.labels_in_use = labels
         overwrite = w.overwrite_check.isChecked()
 

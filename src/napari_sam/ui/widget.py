@@ -91,6 +91,17 @@ class SamWidget(QWidget):
     def shapes_layer(self):
         return self.shapes_combo.layer()
 
+    def writable_labels(self):
+        """The Labels layer if masks fit it (same shape as the image), else None (and why)."""
+        lab, geo = self.labels_layer, self.geometry
+        if lab is None or geo is None:
+            return None
+        want = geo.shape[: geo.ndim]
+        if tuple(lab.data.shape) != tuple(want):
+            self.status.setText(f"Labels layer {lab.name!r} has shape {tuple(lab.data.shape)}, the image {tuple(want)}: choose another or a new one.")
+            return None
+        return lab
+
     def set_model(self, model, name: str | None = None) -> None:
         """Use an already-built model (tests, scripts); replaces the engine state."""
         self.model = model
