@@ -23,7 +23,7 @@ from torch import nn
 
 from ..common import attention
 from .config import Sam2Config
-from .positions import apply_rope, rope_tables
+from .positions import RopeTables, apply_rope_, rope_tables
 
 
 class RoPEAttention(nn.Module):
@@ -45,8 +45,8 @@ class RoPEAttention(nn.Module):
         b, t, c = x.shape
         return x.view(b, t, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def tables(self, tokens: int, device) -> tuple[torch.Tensor, torch.Tensor]:
-        """RoPE ``(cos, sin)`` for a square grid of ``tokens`` query tokens."""
+    def tables(self, tokens: int, device) -> RopeTables:
+        """RoPE tables for a square grid of ``tokens`` query tokens."""
         side = math.isqrt(tokens)
         if side * side != tokens:
             raise ValueError(f"RoPE needs a square token grid, got {tokens} tokens")
@@ -56,17 +56,17 @@ class RoPEAttention(nn.Module):
     def queries(self, x: torch.Tensor) -> torch.Tensor:
         """Projected, rotated queries ``(B, heads, T, d)`` of frame tokens ``x`` ``(B, T, C)``."""
         q = self.split_heads(self.q_proj(x))
-        cos, sin = self.tables(q.shape[-2], q.device)
-        return apply_rope(q, cos, sin)
+        return apply_rope_(q, self.tables(q.shape[-2], q.device))
 
-    def rotate_keys(self, k: torch.Tensor, num_q: int, num_exclude: int = 0) -> torch.Tensor:
-        """Rotate all but the last ``num_exclude`` key tokens of ``k`` ``(B, heads, T, d)``."""
+    def rotate_keys_(self, k: torch.Tensor, num_q: int, num_exclude: int = 0) -> torch.Tensor:
+        """Rotate, in place, all but the last ``num_exclude`` tokens of ``k`` ``(B, heads, T, d)``.
+
+        The query grid (``num_q`` tokens) repeats over the keys (one grid per memory frame).
+        """
         n_rope = k.shape[-2] - num_exclude
-        if n_rope <= 0:
-            return k
-        cos, sin = self.tables(num_q, k.device)
-        rotated = apply_rope(k[..., :n_rope, :], cos, sin)
-        return torch.cat([rotated, k[..., n_rope:, :]], dim=-2) if num_exclude else rotated
+        if n_rope > 0:
+            apply_rope_(k[..., :n_rope, :], self.tables(num_q, k.device))
+        return k
 
     def attend(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
         """Attention of prepared heads, then ``out_proj``: -> ``(B, T, C)``."""
@@ -79,7 +79,7 @@ class RoPEAttention(nn.Module):
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 num_k_exclude_rope: int = 0) -> torch.Tensor:
         qh = self.queries(q)
-        kh = self.rotate_keys(self.split_heads(self.k_proj(k)), qh.shape[-2], num_k_exclude_rope)
+        kh = self.rotate_keys_(self.split_heads(self.k_proj(k)), qh.shape[-2], num_k_exclude_rope)
         vh = self.split_heads(self.v_proj(v))
         return self.attend(qh, kh, vh)
 
@@ -115,7 +115,7 @@ class MemoryAttentionLayer(nn.Module):
         tgt = self.self_attention(tgt)
         ca = self.cross_attn_image
         q = self.cross_queries(tgt)
-        k = ca.rotate_keys(ca.split_heads(ca.k_proj(memory + pos)), q.shape[-2], num_k_exclude_rope)
+        k = ca.rotate_keys_(ca.split_heads(ca.k_proj(memory + pos)), q.shape[-2], num_k_exclude_rope)
         v = ca.split_heads(ca.v_proj(memory))
         tgt = tgt + ca.attend(q, k, v)
         return self.mlp(tgt)

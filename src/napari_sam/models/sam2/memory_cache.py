@@ -1,4 +1,4 @@
-"""Exact fast path of the memory attention: shared frame work and per-memory caches.
+"""Memory attention from assembled memories: the model's path, with exact speed-ups.
 
 Two identities make repeated work avoidable without changing the result (beyond float
 rounding order):
@@ -26,7 +26,7 @@ from dataclasses import dataclass
 import torch
 
 from .memory_attention import MemoryAttention
-from .positions import apply_rope
+from .positions import sine_1d
 
 
 @dataclass
@@ -57,6 +57,20 @@ class FrameCache:
     queries: torch.Tensor
 
 
+@dataclass
+class RawMemory:
+    """Memory tokens not projected yet, concatenated as the official code does.
+
+    ``keys_in`` ``(B, T, M)``: ``features + spatial_pos + tpos`` of each memory frame,
+    then ``pointer + pointer_pos`` tokens; ``values_in`` ``(B, T, M)``: features, then
+    pointers; the first ``num_rope`` tokens (whole grids) get RoPE, the pointers not.
+    """
+
+    keys_in: torch.Tensor
+    values_in: torch.Tensor
+    num_rope: int
+
+
 def project_memory(attn: MemoryAttention, features: torch.Tensor,
                    spatial_pos: torch.Tensor) -> ProjectedMemory:
     """Project one memory frame: ``features`` ``(B, hw, M)``, ``spatial_pos`` ``(1|B, hw, M)``."""
@@ -65,7 +79,7 @@ def project_memory(attn: MemoryAttention, features: torch.Tensor,
     k_in = features + spatial_pos
     for layer in attn.layers:
         ca = layer.cross_attn_image
-        keys.append(ca.rotate_keys(ca.split_heads(ca.k_proj(k_in)), num_q))
+        keys.append(ca.rotate_keys_(ca.split_heads(ca.k_proj(k_in)), num_q))
         values.append(ca.split_heads(ca.v_proj(features)))
     return ProjectedMemory(keys, values)
 
@@ -81,29 +95,57 @@ def _temporal_key(layer, tpos: torch.Tensor, num_q: int) -> torch.Tensor:
     """``rope(W_k @ tpos)`` over the grid: ``(1, heads, hw, d)`` (no bias: it is in the cache)."""
     ca = layer.cross_attn_image
     vec = tpos.reshape(1, 1, -1).to(ca.k_proj.weight.dtype) @ ca.k_proj.weight.t()  # (1, 1, C)
-    grid = ca.split_heads(vec.expand(1, num_q, -1))
-    cos, sin = ca.tables(num_q, grid.device)
-    return apply_rope(grid, cos, sin)
+    grid = ca.split_heads(vec.expand(1, num_q, -1).contiguous())
+    return ca.rotate_keys_(grid, num_q)
+
+
+def _layer_keys_values(layer, li: int, num_q: int, projected, tpos_table, raw: RawMemory | None):
+    """Keys (rotated) and values of all memory tokens for one layer: ``(B, heads, T, d)``."""
+    ca = layer.cross_attn_image
+    k_raw = v_raw = None
+    if raw is not None:
+        k_raw = ca.rotate_keys_(ca.split_heads(ca.k_proj(raw.keys_in)), num_q,
+                                raw.keys_in.shape[1] - raw.num_rope)
+        v_raw = ca.split_heads(ca.v_proj(raw.values_in))
+    if not projected:
+        return k_raw, v_raw
+    first = projected[0][0].keys[0]
+    batch = max([pm.batch for pm, _ in projected] + ([k_raw.shape[0]] if raw is not None else []))
+    total = sum(pm.keys[0].shape[-2] for pm, _ in projected) + (k_raw.shape[-2] if raw is not None else 0)
+    shape = (batch, first.shape[1], total, first.shape[-1])
+    k = first.new_empty(shape)
+    v = first.new_empty(shape)
+    temporal: dict[int, torch.Tensor] = {}
+    off = 0
+    for pm, row in projected:
+        n = pm.keys[li].shape[-2]
+        if row not in temporal:
+            temporal[row] = _temporal_key(layer, tpos_table[row], num_q)
+        torch.add(pm.keys[li], temporal[row], out=k[..., off : off + n, :])
+        v[..., off : off + n, :] = pm.values[li]
+        off += n
+    if raw is not None:
+        k[..., off:, :] = k_raw
+        v[..., off:, :] = v_raw
+    return k, v
 
 
 def attend_memories(
     attn: MemoryAttention,
     curr: torch.Tensor,
     curr_pos: torch.Tensor,
-    memories: list[tuple[ProjectedMemory, int]],
+    projected: list[tuple[ProjectedMemory, int]],
     tpos_table: torch.Tensor,
-    ptr_tokens: torch.Tensor | None,
-    ptr_pos: torch.Tensor | None,
+    raw: RawMemory | None,
     cache: FrameCache | None = None,
 ) -> torch.Tensor:
-    """Memory attention from projected memories; equal to :meth:`MemoryAttention.forward`.
+    """Memory attention; equal to :meth:`MemoryAttention.forward` on the same tokens.
 
-    ``curr`` ``(1 or B, hw, C)`` frame tokens, ``curr_pos`` ``(1, hw, C)``; ``memories``:
-    ``(ProjectedMemory, row)``: ``tpos_table[row]`` ``(M,)`` is the temporal encoding
-    added to that memory's positions (the model passes ``maskmem_tpos_enc``); ``ptr_tokens`` /
-    ``ptr_pos`` ``(B, P, M)`` object-pointer tokens and their positions (or None).
-    With ``curr`` of batch 1 the layer-0 frame work runs once (``cache`` if given).
-    Returns ``(B, hw, C)``.
+    ``curr`` ``(1 or B, hw, C)`` frame tokens, ``curr_pos`` ``(1, hw, C)``. ``projected``:
+    ``(ProjectedMemory, row)`` — ``tpos_table[row]`` ``(M,)`` is the temporal encoding
+    added to that memory's positions (the model passes ``maskmem_tpos_enc``). ``raw``:
+    the other memory frames and the pointers, unprojected. With ``curr`` of batch 1 the
+    layer-0 frame work runs once (or comes from ``cache``). Returns ``(B, hw, C)``.
     """
     num_q = curr.shape[1]
     shared = curr.shape[0] == 1
@@ -111,27 +153,39 @@ def attend_memories(
         cache = frame_cache(attn, curr, curr_pos)
     tgt = curr + 0.1 * curr_pos
     for li, layer in enumerate(attn.layers):
-        ca = layer.cross_attn_image
         if li == 0 and shared:
             tgt, q = cache.tgt, cache.queries
         else:
             tgt = layer.self_attention(tgt)
             q = layer.cross_queries(tgt)
-        keys, values = [], []
-        tpos_cache: dict[int, torch.Tensor] = {}
-        for pm, row in memories:
-            if row not in tpos_cache:
-                tpos_cache[row] = _temporal_key(layer, tpos_table[row], num_q)
-            keys.append(pm.keys[li] + tpos_cache[row])
-            values.append(pm.values[li])
-        if ptr_tokens is not None and ptr_tokens.shape[1] > 0:
-            keys.append(ca.split_heads(ca.k_proj(ptr_tokens + ptr_pos)))
-            values.append(ca.split_heads(ca.v_proj(ptr_tokens)))
-        k = torch.cat(keys, dim=-2) if len(keys) > 1 else keys[0]
-        v = torch.cat(values, dim=-2) if len(values) > 1 else values[0]
-        batch = k.shape[0]
-        if q.shape[0] != batch:
-            q = q.expand(batch, -1, -1, -1)
-        tgt = tgt + ca.attend(q, k, v)
+        k, v = _layer_keys_values(layer, li, num_q, projected, tpos_table, raw)
+        tgt = tgt + layer.cross_attn_image.attend(q, k, v)
         tgt = layer.mlp(tgt)
     return attn.norm(tgt)
+
+
+def object_pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
+    """Object pointers -> ``(B, P * C / M, M)`` tokens and their temporal encodings.
+
+    ``obj_ptrs``: ``(pointer (B, C), signed distance)`` pairs. Each pointer is split into
+    ``C / M`` tokens of ``M`` channels (all with the pointer's encoding).
+    """
+    cfg = self.config
+    C, M = cfg.d_model, cfg.mem_dim
+    ptrs = torch.stack([p.to(dtype) for p, _ in obj_ptrs], dim=1)  # (B, P, C)
+    B, P = ptrs.shape[:2]
+    if cfg.add_tpos_enc_to_obj_ptrs:
+        dists = [d if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(d) for _, d in obj_ptrs]
+        # official: divide by min(num_frames, 16) - 1 (0 for a 1-frame video -> NaN there)
+        t_max = max(min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1, 1)
+        t = torch.tensor(dists, dtype=torch.float32, device=ptrs.device) / t_max
+        pos = sine_1d(t, C if cfg.proj_tpos_enc_in_obj_ptrs else M)
+        pos = self.obj_ptr_tpos_proj(pos.to(dtype))  # (P, M)
+    else:
+        pos = ptrs.new_zeros(P, M)
+    pos = pos.unsqueeze(0).expand(B, P, M)
+    if M < C:
+        split = C // M
+        ptrs = ptrs.reshape(B, P * split, M)
+        pos = pos.repeat_interleave(split, dim=1)
+    return ptrs, pos

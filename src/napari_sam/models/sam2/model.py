@@ -34,42 +34,32 @@ with the video engine; any change is recorded here.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..common import MLP
 from ..sam1.mask_decoder import MaskDecoder
 from ..sam1.prompt_encoder import PromptEncoder
 from ..sam1.transformer import TwoWayTransformer
+from . import heads
 from .config import Sam2Config
+from .heads import NO_OBJ_SCORE, SamHeadsOutput  # noqa: F401  (re-exported)
 from .image_encoder import ImageEncoder
 from .memory_attention import MemoryAttention
-from .memory_cache import FrameCache, ProjectedMemory, attend_memories, frame_cache, project_memory
+from .memory_cache import (
+    FrameCache,
+    ProjectedMemory,
+    RawMemory,
+    attend_memories,
+    frame_cache,
+    object_pointer_tokens,
+    project_memory,
+)
 from .memory_encoder import MemoryEncoder
-from .positions import sine_1d, sine_grid
+from .positions import sine_grid
 
-NO_OBJ_SCORE = -1024.0
-"""Logit given to every pixel of a mask whose object is predicted absent."""
-
-
-@dataclass
-class SamHeadsOutput:
-    """What one pass of the SAM heads gives for ``B`` objects on one frame.
-
-    ``K`` is 3 with multimask output, else 1; ``S`` the model input size.
-    """
-
-    low_res_multimasks: torch.Tensor  # (B, K, S/4, S/4) logits, object-score gated
-    high_res_multimasks: torch.Tensor  # (B, K, S, S) logits (bilinear upsampling)
-    ious: torch.Tensor  # (B, K) predicted IoU
-    low_res_masks: torch.Tensor  # (B, 1, S/4, S/4) the best mask (highest IoU)
-    high_res_masks: torch.Tensor  # (B, 1, S, S) the best mask, upsampled
-    obj_ptr: torch.Tensor  # (B, C) object pointer (no_obj_ptr mixed in when absent)
-    object_score_logits: torch.Tensor  # (B, 1) > 0 means the object is present
 
 
 class Sam2(nn.Module):
@@ -261,60 +251,8 @@ class Sam2(nn.Module):
         needed. Masks are set to -1024 where the object score says "absent"; the pointer
         is the ``obj_ptr_proj`` of the chosen output token, gated with ``no_obj_ptr``.
         """
-        cfg = self.config
-        pix_feat = pix_feat.to(self.dtype)
-        B, device = pix_feat.shape[0], pix_feat.device
-        if point_coords is None:
-            point_coords = torch.zeros(B, 1, 2, device=device)
-            point_labels = -torch.ones(B, 1, dtype=torch.int32, device=device)
-        dense_in = None
-        if mask_input is not None:
-            size = self.sam_prompt_encoder.mask_input_size
-            dense_in = mask_input.float()
-            if tuple(mask_input.shape[-2:]) != tuple(size):
-                dense_in = F.interpolate(dense_in, size=size, mode="bilinear",
-                                         align_corners=False, antialias=True)
-            dense_in = dense_in.to(pix_feat.dtype)
-        sparse, dense = self.sam_prompt_encoder(points=(point_coords, point_labels), boxes=None,
-                                                masks=dense_in)
-        high_res = self._high_res(high_res_feats)
-        if high_res is not None:
-            high_res = [h.expand(B, -1, -1, -1) if h.shape[0] != B else h for h in high_res]
-        multimasks, ious, tokens, obj_scores = self.sam_mask_decoder(
-            image_embeddings=pix_feat,
-            image_pe=self.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            repeat_image=False,
-            high_res_features=high_res,
-        )
-        if cfg.pred_obj_scores:
-            present = obj_scores > 0
-            multimasks = torch.where(present[:, None, None], multimasks, NO_OBJ_SCORE)
-        multimasks = multimasks.float()
-        high_multimasks = F.interpolate(multimasks, size=(self.image_size, self.image_size),
-                                        mode="bilinear", align_corners=False)
-        token = tokens[:, 0]
-        if multimask:
-            best = ious.argmax(dim=-1)
-            rows = torch.arange(B, device=device)
-            low, high = multimasks[rows, best].unsqueeze(1), high_multimasks[rows, best].unsqueeze(1)
-            if tokens.shape[1] > 1:
-                token = tokens[rows, best]
-        else:
-            low, high = multimasks, high_multimasks
-        obj_ptr = self.obj_ptr_proj(token)
-        if cfg.pred_obj_scores:
-            lam = obj_scores.sigmoid() if cfg.soft_no_obj_ptr else present.to(obj_ptr.dtype)
-            obj_ptr = self._gate_pointer(obj_ptr, lam)
-        return SamHeadsOutput(multimasks, high_multimasks, ious, low, high, obj_ptr, obj_scores)
-
-    def _gate_pointer(self, obj_ptr: torch.Tensor, lam: torch.Tensor) -> torch.Tensor:
-        """Mix in ``no_obj_ptr`` with weight ``1 - lam`` (``lam`` (B, 1): object present)."""
-        if self.config.fixed_no_obj_ptr:
-            obj_ptr = lam * obj_ptr
-        return obj_ptr + (1 - lam) * self.no_obj_ptr
+        return heads.forward_sam_heads(self, pix_feat, high_res_feats, point_coords, point_labels,
+                                       mask_input, multimask)
 
     def mask_as_output(
         self,
@@ -329,26 +267,7 @@ class Sam2(nn.Module):
         logits are ``mask * 20 - 10``; the pointer comes from the SAM heads run on the
         ``mask_downsample``-d mask; object score ``+10`` if any pixel is set, else ``-10``.
         """
-        cfg = self.config
-        image_embed = image_embed.to(self.dtype)
-        B = mask.shape[0]
-        mask_f = mask.float()
-        high = mask_f * 20.0 - 10.0
-        low = F.interpolate(high, size=(high.shape[-2] // 4, high.shape[-1] // 4),
-                            mode="bilinear", align_corners=False, antialias=True)
-        ious = mask_f.new_ones(B, 1)
-        if not cfg.use_obj_ptrs_in_encoder:
-            obj_ptr = mask_f.new_zeros(B, cfg.d_model)
-        else:
-            if image_embed.shape[0] != B:
-                image_embed = image_embed.expand(B, -1, -1, -1)
-            down = self.mask_downsample(mask_f.to(image_embed.dtype))
-            obj_ptr = self.forward_sam_heads(image_embed, high_res_feats, mask_input=down).obj_ptr
-        lam = (mask_f.flatten(1) > 0).any(dim=1, keepdim=True).float()
-        obj_scores = 20.0 * lam - 10.0
-        if cfg.pred_obj_scores:
-            obj_ptr = self._gate_pointer(obj_ptr, lam.to(obj_ptr.dtype))
-        return SamHeadsOutput(low, high, ious, low, high, obj_ptr, obj_scores)
+        return heads.mask_as_output(self, image_embed, high_res_feats, mask)
 
     def encode_memory(
         self,
@@ -462,43 +381,30 @@ class Sam2(nn.Module):
         curr = image_embed.to(dtype).flatten(2).transpose(1, 2)
         curr_pos = self.image_pos_enc(curr.device, dtype).flatten(2).transpose(1, 2)
 
-        projected = []
-        for feats, pos, t_pos in memories:
-            if not isinstance(feats, ProjectedMemory):
-                feats = self.project_memory(feats.to(dtype), pos)
-            projected.append((feats, cfg.num_maskmem - t_pos - 1))
-        batch = projected[0][0].batch
         tpos_table = self.maskmem_tpos_enc.view(cfg.num_maskmem, -1).to(dtype)
-
-        ptr_tokens = ptr_pos = None
+        projected, keys_in, values_in = [], [], []
+        for feats, pos, t_pos in memories:
+            row = cfg.num_maskmem - t_pos - 1
+            if isinstance(feats, ProjectedMemory):
+                projected.append((feats, row))
+                continue
+            feats = feats.to(dtype).flatten(2).transpose(1, 2)
+            pos = self.memory_pos_enc(feats.device, dtype) if pos is None else pos.to(dtype)
+            keys_in.append(feats + (pos.flatten(2).transpose(1, 2) + tpos_table[row]))
+            values_in.append(feats)
+        num_rope = sum(x.shape[1] for x in keys_in)
         if cfg.use_obj_ptrs_in_encoder and obj_ptrs:
-            ptr_tokens, ptr_pos = self._pointer_tokens(obj_ptrs, num_frames, dtype)
-        if ptr_tokens is not None:
-            batch = max(batch, ptr_tokens.shape[0])
+            ptr_tokens, ptr_pos = object_pointer_tokens(self, obj_ptrs, num_frames, dtype)
+            keys_in.append(ptr_tokens + ptr_pos)
+            values_in.append(ptr_tokens)
+        raw = None
+        if keys_in:
+            batch = max(x.shape[0] for x in keys_in)
+            raw = RawMemory(torch.cat([x.expand(batch, -1, -1) for x in keys_in], dim=1),
+                            torch.cat([x.expand(batch, -1, -1) for x in values_in], dim=1), num_rope)
+        batch = max([pm.batch for pm, _ in projected] + ([raw.keys_in.shape[0]] if raw else []))
         if curr.shape[0] not in (1, batch):
             raise ValueError(f"image_embed batch {curr.shape[0]} does not match {batch} objects")
-        out = attend_memories(self.memory_attention, curr, curr_pos, projected, tpos_table,
-                              ptr_tokens, ptr_pos, frame_cache if curr.shape[0] == 1 else None)
+        out = attend_memories(self.memory_attention, curr, curr_pos, projected, tpos_table, raw,
+                              frame_cache if curr.shape[0] == 1 else None)
         return out.transpose(1, 2).reshape(out.shape[0], C, h, w)
-
-    def _pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
-        """Object pointers -> ``(B, P * C / M, M)`` tokens and their temporal encodings."""
-        cfg = self.config
-        C, M = cfg.d_model, cfg.mem_dim
-        ptrs = torch.stack([p.to(dtype) for p, _ in obj_ptrs], dim=1)  # (B, P, C)
-        B, P = ptrs.shape[:2]
-        if cfg.add_tpos_enc_to_obj_ptrs:
-            dists = [d if cfg.use_signed_tpos_enc_to_obj_ptrs else abs(d) for _, d in obj_ptrs]
-            # official: divide by min(num_frames, 16) - 1 (0 for a 1-frame video -> NaN there)
-            t_max = max(min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1, 1)
-            t = torch.tensor(dists, dtype=torch.float32, device=ptrs.device) / t_max
-            pos = sine_1d(t, C if cfg.proj_tpos_enc_in_obj_ptrs else M)
-            pos = self.obj_ptr_tpos_proj(pos.to(dtype))  # (P, M)
-        else:
-            pos = ptrs.new_zeros(P, M)
-        pos = pos.unsqueeze(0).expand(B, P, M)
-        if M < C:
-            split = C // M
-            ptrs = ptrs.reshape(B, P * split, M)
-            pos = pos.repeat_interleave(split, dim=1)
-        return ptrs, pos

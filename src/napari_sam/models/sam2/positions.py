@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from functools import lru_cache
+from typing import NamedTuple
 
 import torch
 
@@ -57,19 +58,27 @@ def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> 
     return torch.cat([angles.sin(), angles.cos()], dim=-1)
 
 
+class RopeTables(NamedTuple):
+    """Per-token rotation of channel pairs: ``cos``, ``sin`` and ``cis = cos + i sin``,
+    each ``(tokens, dim / 2)``."""
+
+    cos: torch.Tensor
+    sin: torch.Tensor
+    cis: torch.Tensor
+
+
 @lru_cache(maxsize=16)
-def _rope_tables_cpu(dim: int, side_x: int, side_y: int, theta: float):
+def _rope_angles_cpu(dim: int, side_x: int, side_y: int, theta: float) -> torch.Tensor:
     exps = torch.arange(0, dim, 4, device="cpu")[: dim // 4].float() / dim
     freqs = 1.0 / (theta**exps)
     t = torch.arange(side_x * side_y, dtype=torch.float32, device="cpu")
     tx = t % side_x
     ty = torch.div(t, side_x, rounding_mode="floor")
-    angles = torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1)
-    return angles.cos(), angles.sin()
+    return torch.cat([torch.outer(tx, freqs), torch.outer(ty, freqs)], dim=-1)
 
 
-def rope_tables(dim: int, side_x: int, side_y: int, theta: float = 10000.0, device=None):
-    """Axial RoPE ``(cos, sin)``, each ``(side_x * side_y, dim / 2)``, row-major tokens.
+def rope_tables(dim: int, side_x: int, side_y: int, theta: float = 10000.0, device=None) -> RopeTables:
+    """Axial RoPE tables for a ``side_y x side_x`` grid of row-major tokens.
 
     Channel pair ``j`` (channels ``2j, 2j+1``) is rotated by ``x * f_j`` for the first
     ``dim / 4`` pairs and by ``y * f_j`` for the rest, ``f_j = theta^(-4j / dim)``.
@@ -78,23 +87,44 @@ def rope_tables(dim: int, side_x: int, side_y: int, theta: float = 10000.0, devi
 
 
 @lru_cache(maxsize=32)
-def _rope_tables_on(dim, side_x, side_y, theta, device):
-    cos, sin = _rope_tables_cpu(dim, side_x, side_y, theta)
-    return cos.to(device), sin.to(device)
+def _rope_tables_on(dim, side_x, side_y, theta, device) -> RopeTables:
+    angles = _rope_angles_cpu(dim, side_x, side_y, theta)
+    cos, sin = angles.cos().to(device), angles.sin().to(device)
+    cis = torch.polar(torch.ones_like(angles), angles).to(device) if device.type != "mps" else None
+    return RopeTables(cos, sin, cis)
 
 
-def apply_rope(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
-    """Rotate channel pairs of ``x`` ``(..., T, dim)`` by the ``(T', dim/2)`` tables.
+def _pairs(x: torch.Tensor, grid: int) -> torch.Tensor:
+    """View ``(..., T, dim)`` as ``(..., T / grid, grid, dim / 2, 2)`` (copy if it must)."""
+    return x.reshape(*x.shape[:-2], x.shape[-2] // grid, grid, -1, 2)
 
-    ``T`` may be a multiple of ``T'`` (memories of several frames): the tables repeat.
-    Computed in float32, returned in ``x.dtype``.
+
+def apply_rope(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
+    """Rotate channel pairs of ``x`` ``(..., T, dim)``; a new tensor in ``x.dtype``.
+
+    ``T`` may be a multiple of the table's tokens (memories of several frames): the tables
+    repeat (broadcast, not copied). Computed in float32 as one complex multiply (a
+    real-valued form on MPS, where complex support is partial).
     """
-    tokens = x.shape[-2]
-    reps = tokens // cos.shape[0]
-    if reps != 1:
-        cos = cos.repeat(reps, 1)
-        sin = sin.repeat(reps, 1)
-    xf = x.float().unflatten(-1, (-1, 2))
-    even, odd = xf[..., 0], xf[..., 1]
-    out = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
-    return out.flatten(-2).to(x.dtype)
+    xf = _pairs(x.float(), tables.cos.shape[0])
+    if tables.cis is None:
+        even, odd = xf[..., 0], xf[..., 1]
+        cos, sin = tables.cos, tables.sin
+        out = torch.stack((even * cos - odd * sin, even * sin + odd * cos), dim=-1)
+    else:
+        out = torch.view_as_real(torch.view_as_complex(xf.contiguous()) * tables.cis)
+    return out.reshape(x.shape).to(x.dtype)
+
+
+def apply_rope_(x: torch.Tensor, tables: RopeTables) -> torch.Tensor:
+    """In-place :func:`apply_rope` (falls back to a copy where a complex view is impossible)."""
+    if tables.cis is not None and x.dtype == torch.float32:
+        try:
+            xc = torch.view_as_complex(x.view(*x.shape[:-2], x.shape[-2] // tables.cis.shape[0],
+                                              tables.cis.shape[0], -1, 2))
+        except RuntimeError:
+            pass
+        else:
+            xc.mul_(tables.cis)
+            return x
+    return x.copy_(apply_rope(x, tables))
