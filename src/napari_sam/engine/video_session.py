@@ -1,0 +1,347 @@
+"""VideoSession: SAM 2 prompts on some frames of a z-stack / time-lapse, tracked through all.
+
+Semantics are those of the official ``SAM2VideoPredictor`` (sam2 1.1.0, eval mode):
+
+* a prompt on a frame the object was not yet tracked on makes an *initial conditioning
+  frame* (segmented like an image, no memory); a prompt on an already tracked frame is a
+  *correction* (memory-conditioned, the frame's earlier logits fed back as a mask prompt);
+* tracking attends to the conditioning frames plus the ``num_maskmem - 1`` previous frames
+  in the direction of travel and up to 16 object pointers; an object whose object score
+  says "absent" gets an empty mask and a no-object memory;
+* objects can be added at any time; every object is tracked on every propagated frame.
+
+``corrections_as_cond`` is the official ``add_all_frames_to_correct_as_cond``. Its default
+here is ``True`` (the official default is ``False``): a corrected frame then joins the
+conditioning frames and is never re-tracked over, so propagating again re-tracks from the
+correction. With ``False`` the official default applies exactly, including its quirk that a
+later propagation over a corrected frame re-tracks it without the correction.
+
+Memory stays flat in the number of frames: see :mod:`~napari_sam.engine.memory_store` and
+``docs/video.md``. Not thread-safe: drive one session from one thread at a time.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from . import video_steps as steps
+from .frames import as_frame_stack
+from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
+from .memory_store import FrameOutput, FrameOutputStore
+from .prompts import check_box, check_points
+from .video_features import FrameFeatures
+from .video_state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
+
+DIRECTIONS = ("forward", "backward", "both")
+
+
+class VideoSession:
+    """Track objects through the frames of ``frames`` with a SAM 2 ``model``.
+
+    ``frames``: (T, H, W) or (T, H, W, 3) array-like (numpy, zarr, dask), any dtype, read one
+    frame at a time. ``embeddings``: None (frames encoded on demand), an
+    :class:`~napari_sam.engine.embedding_store.EmbeddingStore` of these frames, or its folder.
+    ``contrast_limits``: (lo, hi) for the 8-bit mapping (default: one estimate for the stack).
+    ``fill_hole_area``: background specks of up to this many low-res pixels become
+    foreground (0 disables; the official default is 8). ``memory_dir``: where per-frame
+    memories are spilled (a temporary folder by default, removed on :meth:`close`).
+    """
+
+    def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8, *,
+                 corrections_as_cond: bool = True, memory_dir=None):
+        if getattr(model, "family", None) != "sam2":
+            raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
+        if int(fill_hole_area) < 0:
+            raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        self.model = model.eval()
+        self.cfg = model.config
+        self.frames = as_frame_stack(frames)
+        self.num_frames = len(self.frames)
+        self.frame_shape = tuple(self.frames.frame_shape)
+        self.fill_hole_area = int(fill_hole_area)
+        self.corrections_as_cond = bool(corrections_as_cond)
+        self._features = FrameFeatures(model, self.frames, embeddings, contrast_limits)
+        self.contrast_limits = self._features.contrast_limits
+        feat = self.cfg.image_size // self.cfg.backbone_stride
+        self._store = FrameOutputStore(
+            self.num_frames, (self.cfg.mem_dim, feat, feat), self.cfg.d_model, feat * 4, memory_dir
+        )
+        self._objects: dict[object, ObjectTrack] = {}
+        p = next(model.parameters())
+        self._device, self._dtype = p.device, p.dtype
+
+    # ------------------------------------------------------------------ info
+    @property
+    def obj_ids(self) -> list:
+        """Object ids in the order their logits are stacked."""
+        return list(self._objects)
+
+    def object_scores(self, frame: int) -> dict:
+        """``{obj_id: object-score logit}`` on ``frame`` (> 0: visible); unknown ones left out."""
+        t = self._frame_index(frame)
+        return {oid: float(o.scores[t]) for oid, o in self._objects.items() if np.isfinite(o.scores[t])}
+
+    def prompted_frames(self, obj_id) -> list[int]:
+        """Frames holding prompts of ``obj_id``, ascending."""
+        return sorted(self._object(obj_id).prompts)
+
+    # ------------------------------------------------------------------ prompts
+    def add_prompts(self, frame, obj_id, points=None, labels=None, box=None, clear=True) -> np.ndarray:
+        """Clicks and / or a box for ``obj_id`` on ``frame``; returns its (H, W) float32 logits.
+
+        ``points`` (N, 2) (x, y) pixels of the frame, ``labels`` (N,) 1 fg / 0 bg, ``box``
+        (x0, y0, x1, y1). ``clear=True`` replaces the object's prompts on this frame;
+        ``False`` appends the clicks (a box always replaces).
+        """
+        t = self._frame_index(frame)
+        pts, lab = check_points(points, labels, self.frame_shape)
+        b = check_box(box, self.frame_shape)
+        if pts is None and b is None:
+            raise ValueError("give points (with labels) or a box")
+        if b is not None and not clear:
+            raise ValueError("a box replaces the frame's prompts: use clear=True")
+        obj = self._object(obj_id, create=True)
+        coords = torch.zeros(0, 2) if pts is None else torch.tensor(pts, dtype=torch.float32)
+        labs = torch.zeros(0, dtype=torch.int32) if lab is None else torch.tensor(lab, dtype=torch.int32)
+        coords, labs = coords[None], labs[None]
+        if b is not None:
+            corners = torch.tensor(b, dtype=torch.float32).reshape(1, 2, 2)
+            coords = torch.cat([corners, coords], dim=1)
+            labs = torch.cat([torch.tensor([[2, 3]], dtype=torch.int32), labs], dim=1)
+        h, w = self.frame_shape
+        coords = coords / torch.tensor([w, h]) * self.cfg.image_size
+        old = obj.prompts.get(t)
+        if not clear and isinstance(old, PointPrompt):
+            coords = torch.cat([old.coords, coords], dim=1)
+            labs = torch.cat([old.labels, labs], dim=1)
+        obj.prompts[t] = PointPrompt(coords, labs)
+        return self._run_prompt(obj, t)
+
+    def add_mask(self, frame, obj_id, mask) -> np.ndarray:
+        """A (H, W) mask (bool or 0 / non-zero) for ``obj_id`` on ``frame``; returns its logits."""
+        t = self._frame_index(frame)
+        m = np.asarray(mask)
+        if m.shape != self.frame_shape:
+            raise ValueError(f"mask must have the frame's shape {self.frame_shape}, got {m.shape}")
+        obj = self._object(obj_id, create=True)
+        x = torch.from_numpy(m != 0)[None, None].float()
+        size = self.cfg.image_size
+        if x.shape[-2:] != (size, size):
+            x = F.interpolate(x, size=(size, size), mode="bilinear", align_corners=False, antialias=True)
+            x = (x >= 0.5).float()
+        obj.prompts[t] = MaskPrompt(x)
+        return self._run_prompt(obj, t)
+
+    @torch.inference_mode()
+    def _run_prompt(self, obj: ObjectTrack, t: int) -> np.ndarray:
+        prompt = obj.prompts[t]
+        is_init = not obj.is_tracked(t)
+        is_cond = is_init or self.corrections_as_cond
+        feats = self._features.get(t)
+        memories = None
+        if not is_init:
+            if not obj.cond:
+                raise ValueError(
+                    f"object {obj.obj_id!r} has no conditioning frame left to correct against; "
+                    "prompt it on an untracked frame first (or remove and re-add it)"
+                )
+            layout = self._layout(obj, t, obj.reverse_on(t))
+            memories = steps.gather_memories([layout], lambda i, f, s: self._fetch(obj, f, s),
+                                             self._dtype, self._device)
+        if isinstance(prompt, MaskPrompt):
+            out = steps.prompt_step(self.model, feats, self.num_frames, mask=prompt.mask.to(self._device),
+                                    memories=memories, fill_hole_area=self.fill_hole_area)
+        else:
+            prev = self._latest_logits(obj, t, is_cond)
+            out = steps.prompt_step(self.model, feats, self.num_frames, points=prompt, memories=memories,
+                                    prev_logits=prev, fill_hole_area=self.fill_hole_area)
+        obj.pending[is_cond][t] = out
+        obj.scores[t] = float(out.score)
+        self._store.keep(obj.obj_id, ())
+        return steps.to_frame_size(out.low_res[None], self.frame_shape)[0].cpu().numpy()
+
+    def _latest_logits(self, obj: ObjectTrack, t: int, is_cond: bool):
+        """The frame's most recent output logits, looked up as the official predictor does."""
+        out = obj.pending[is_cond].get(t)
+        if out is None:
+            out = obj.cond.get(t)
+        if out is not None:
+            return out.low_res
+        if self._store.has(obj.obj_id, t):
+            return self._store.get_low_res(obj.obj_id, t)
+        return None
+
+    # ------------------------------------------------------------------ edits
+    def clear_frame(self, frame, obj_id=None) -> None:
+        """Remove the prompts of ``obj_id`` (None: of every object) on ``frame``.
+
+        As the official ``clear_all_prompts_in_frame``: a conditioning output on that frame
+        is kept as a plain tracked output, and the frame counts as untracked again.
+        """
+        t = self._frame_index(frame)
+        targets = self._objects.values() if obj_id is None else [self._object(obj_id)]
+        for obj in targets:
+            obj.prompts.pop(t, None)
+            obj.pending[False].pop(t, None)
+            obj.pending[True].pop(t, None)
+            out = obj.cond.pop(t, None)
+            if out is not None:
+                self._store.put(obj.obj_id, t, out)
+                obj.direction[t] = UNTRACKED
+            obj.scores[t] = float(self._store.get(obj.obj_id, t).score) if self._store.has(obj.obj_id, t) else np.nan
+            self._store.keep(obj.obj_id, ())
+
+    def remove_object(self, obj_id) -> None:
+        """Forget ``obj_id``: its prompts, outputs and memories."""
+        self._object(obj_id)
+        del self._objects[self._norm_id(obj_id)]
+        self._store.remove_object(self._norm_id(obj_id))
+
+    def reset(self) -> None:
+        """Forget every object (the frames and their features stay)."""
+        self._objects.clear()
+        self._store.clear()
+
+    def close(self) -> None:
+        """Delete the spilled memories; the session cannot be used afterwards."""
+        self._objects.clear()
+        self._features.clear()
+        self._store.close()
+
+    # ------------------------------------------------------------------ propagation
+    def propagate(self, direction: str = "forward", start=None, max_frames=None) -> Iterator:
+        """Track every object; yields ``(frame_index, obj_ids, logits (n_obj, H, W) float32)``.
+
+        ``start``: first frame (default: the earliest conditioning frame of any object);
+        ``max_frames``: how many frames to go beyond ``start`` (default: to the end), as the
+        official ``max_frame_num_to_track``. ``"both"`` runs forward then backward from
+        ``start`` (the start frame is yielded by both passes). Backward from frame 0 yields
+        nothing. Arguments are checked, and pending prompts consolidated, at the call.
+        """
+        if direction not in DIRECTIONS:
+            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
+        if start is not None:
+            start = self._frame_index(start)
+        if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames < 0):
+            raise ValueError(f"max_frames must be a non-negative int, got {max_frames!r}")
+        self._consolidate()
+        if start is None:
+            start = min(t for o in self._objects.values() for t in o.cond)
+        passes = {"forward": [False], "backward": [True], "both": [False, True]}[direction]
+        return self._propagate(passes, start, max_frames)
+
+    def _propagate(self, passes, start, max_frames):
+        limit = self.num_frames if max_frames is None else int(max_frames)
+        for reverse in passes:
+            if reverse:
+                end = max(start - limit, 0)
+                order = range(start, end - 1, -1) if start > 0 else range(0)
+            else:
+                end = min(start + limit, self.num_frames - 1)
+                order = range(start, end + 1)
+            for t in order:
+                yield self._track_frame(t, reverse)
+
+    @torch.inference_mode()
+    def _track_frame(self, t: int, reverse: bool):
+        objs = list(self._objects.values())
+        todo = [o for o in objs if t not in o.cond]
+        tracked: dict[object, torch.Tensor] = {}
+        if todo:
+            feats = self._features.get(t)
+            groups: dict[tuple, list] = {}
+            for o in todo:
+                lay = self._layout(o, t, reverse)
+                groups.setdefault(lay.key, []).append((o, lay))
+            for members in groups.values():
+                layouts = [lay for _, lay in members]
+                mems = steps.gather_memories(
+                    layouts, lambda i, f, s: self._fetch(members[i][0], f, s), self._dtype, self._device
+                )
+                outs = steps.track_step(self.model, feats, self.num_frames, mems, self.fill_hole_area)
+                for (o, _), out in zip(members, outs):
+                    self._store.put(o.obj_id, t, out)
+                    tracked[o.obj_id] = out.low_res
+                    o.scores[t] = float(out.score)
+        reach = frames_in_reach(self.cfg, t, reverse, self.num_frames)
+        lows = []
+        for o in objs:
+            o.direction[t] = 1 if reverse else 0
+            lows.append(o.cond[t].low_res if t in o.cond else tracked[o.obj_id])
+            self._store.keep(o.obj_id, reach)
+        logits = steps.to_frame_size(torch.stack(lows), self.frame_shape).cpu().numpy()
+        return t, [o.obj_id for o in objs], logits
+
+    @torch.inference_mode()
+    def _consolidate(self) -> None:
+        """Encode the memories of prompted frames and file them (official preflight)."""
+        if not self._objects:
+            raise ValueError("no objects yet: add prompts first")
+        by_frame: dict[int, list[FrameOutput]] = {}
+        for o in self._objects.values():
+            for is_cond in (False, True):
+                for t, out in o.pending[is_cond].items():
+                    if out.maskmem is None:
+                        by_frame.setdefault(t, []).append(out)
+        for t, outs in by_frame.items():
+            steps.encode_prompted(self.model, self._features.get(t), outs)
+        for o in self._objects.values():
+            for is_cond in (False, True):
+                for t, out in o.pending[is_cond].items():
+                    if is_cond:
+                        o.cond[t] = out
+                    else:
+                        self._store.put(o.obj_id, t, out)
+                o.pending[is_cond].clear()
+            if not o.cond:
+                raise ValueError(
+                    f"object {o.obj_id!r} has no prompts on any frame: prompt it or remove_object() it"
+                )
+            for t in o.cond:
+                self._store.discard(o.obj_id, t)
+            self._store.keep(o.obj_id, ())
+
+    # ------------------------------------------------------------------ helpers
+    def _layout(self, obj: ObjectTrack, t: int, reverse: bool):
+        return memory_layout(self.cfg, t, reverse, list(obj.cond),
+                             lambda f: self._store.has(obj.obj_id, f), self.num_frames)
+
+    def _fetch(self, obj: ObjectTrack, frame: int, source: str) -> FrameOutput:
+        if source == COND:
+            return obj.cond[frame]
+        assert source == NONCOND
+        return self._store.get(obj.obj_id, frame)
+
+    def _frame_index(self, frame) -> int:
+        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
+            raise ValueError(f"frame index must be an int, got {frame!r}")
+        if not 0 <= int(frame) < self.num_frames:
+            raise ValueError(f"frame index {int(frame)} out of range: the stack has {self.num_frames} frame(s)")
+        return int(frame)
+
+    @staticmethod
+    def _norm_id(obj_id):
+        return int(obj_id) if isinstance(obj_id, np.integer) else obj_id
+
+    def _object(self, obj_id, create: bool = False) -> ObjectTrack:
+        key = self._norm_id(obj_id)
+        try:
+            hash(key)
+        except TypeError:
+            raise ValueError(f"object id must be hashable (an int label), got {obj_id!r}") from None
+        obj = self._objects.get(key)
+        if obj is None:
+            if not create:
+                raise ValueError(f"unknown object id {obj_id!r}; known: {self.obj_ids}")
+            obj = ObjectTrack(key, self.num_frames)
+            self._objects[key] = obj
+            self._store.add_object(key)
+        return obj
+
+    def __repr__(self) -> str:
+        return (f"VideoSession({self.num_frames} frames of {self.frame_shape}, "
+                f"{len(self._objects)} object(s), model {getattr(self.cfg, 'name', '?')})")
