@@ -29,7 +29,12 @@ Shapes: ``S = image_size`` (1024), ``h = w = S // 16`` (64), ``C = 256``, ``M = 
 (memory channels). Batch ``B`` = objects. All tensors are batch first.
 
 Signature stability note: the public method signatures of :class:`Sam2` are a contract
-with the video engine; any change is recorded here.
+with the video engine; any change is recorded here. Since the first commit only additions:
+``dtype``, ``project_memory``, ``memory_frame_cache`` (and the ``frame_cache`` argument
+of ``condition_on_memory`` now does something).
+
+Deliberate deviation: for a 1-frame video the official code divides pointer distances by
+``min(num_frames, 16) - 1 = 0`` (NaN everywhere); we divide by 1 instead.
 """
 
 from __future__ import annotations
@@ -40,26 +45,23 @@ import torch
 from torch import nn
 
 from ..common import MLP
-from ..sam1.mask_decoder import MaskDecoder
-from ..sam1.prompt_encoder import PromptEncoder
-from ..sam1.transformer import TwoWayTransformer
+from ..sam1 import MaskDecoder, PromptEncoder, TwoWayTransformer
 from . import heads
 from .config import Sam2Config
 from .heads import NO_OBJ_SCORE, SamHeadsOutput  # noqa: F401  (re-exported)
 from .image_encoder import ImageEncoder
 from .memory_attention import MemoryAttention
+from .memory_cache import frame_cache as make_frame_cache
 from .memory_cache import (
     FrameCache,
     ProjectedMemory,
     RawMemory,
     attend_memories,
-    frame_cache,
     object_pointer_tokens,
     project_memory,
 )
 from .memory_encoder import MemoryEncoder
 from .positions import sine_grid
-
 
 
 class Sam2(nn.Module):
@@ -141,7 +143,7 @@ class Sam2(nn.Module):
         * ``"high_res_s0"``: ``(B, C/8, S/4, S/4)`` FPN level 0 after ``sam_mask_decoder.conv_s0``.
         * ``"high_res_s1"``: ``(B, C/4, S/8, S/8)`` FPN level 1 after ``sam_mask_decoder.conv_s1``.
         """
-        levels = self.image_encoder(x)
+        levels = self.image_encoder(x.to(self.dtype))
         feats = {"image_embed": levels[-1]}
         if self.config.use_high_res_features_in_sam:
             feats["high_res_s0"] = self.sam_mask_decoder.conv_s0(levels[0])
@@ -345,7 +347,7 @@ class Sam2(nn.Module):
         """
         curr = image_embed[:1].to(self.dtype).flatten(2).transpose(1, 2)
         pos = self.image_pos_enc(curr.device, curr.dtype).flatten(2).transpose(1, 2)
-        return frame_cache(self.memory_attention, curr, pos)
+        return make_frame_cache(self.memory_attention, curr, pos)
 
     def condition_on_memory(
         self,
