@@ -273,5 +273,9 @@ def test_tracks_layer(sam, qtbot):
         assert rows[:, 1].tolist() == frames
         for row in rows:
             assert np.allclose(row[2:], np.argwhere(lab[int(row[1])] == obj).mean(0))
+    # each track in its object's label colour
+    for obj in (1, 2):
+        i = np.flatnonzero(data[:, 0] == obj)[0]
+        assert np.allclose(tracks[0].track_colors[i], w.labels_layer.get_color(obj), atol=1e-6)
     w.tracks_check.setChecked(False)
     assert not tracks[0].visible

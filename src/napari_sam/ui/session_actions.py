@@ -220,9 +220,26 @@ class SessionActions:
         data = lw.centroid_tracks(lab.data, objects, video_axis=0)
         if not len(data):
             return
+        colors = self._object_colormap(lab, sorted({int(o) for o in data[:, 0]}))
+        rank = {o: i for i, o in enumerate(sorted({int(o) for o in data[:, 0]}))}
+        features = {"object": np.array([rank[int(o)] for o in data[:, 0]], float)}
         if existing is None:
-            w.viewer.add_tracks(data, name=f"{image.name} tracks", scale=lab.scale, translate=lab.translate,
-                                metadata={ROLE: "tracks", SOURCE: image.name}, tail_length=geo.n_frames)
+            w.viewer.add_tracks(data, features=features, name=f"{image.name} tracks", scale=lab.scale, translate=lab.translate,
+                                metadata={ROLE: "tracks", SOURCE: image.name}, tail_length=geo.n_frames,
+                                colormaps_dict={"object": colors}, color_by="object")
         else:
             existing.data = data
+            existing.features = features
+            existing.colormaps_dict = {"object": colors}
+            existing.color_by = "object"
             existing.visible = True
+
+    @staticmethod
+    def _object_colormap(labels, objects):
+        """A colormap giving each track its object's label colour (tracks are ranked 0..n-1)."""
+        from napari.utils.colormaps import Colormap
+
+        cols = np.array([labels.get_color(o) for o in objects] or [[1, 1, 1, 1]], float)
+        if len(cols) == 1:
+            cols = np.repeat(cols, 2, axis=0)
+        return Colormap(colors=cols, controls=np.linspace(0, 1, len(cols) + 1), interpolation="zero", name="napari-sam objects")
