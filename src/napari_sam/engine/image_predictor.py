@@ -20,7 +20,7 @@ from .prompts import check_box, check_mask_logits, check_points
 class Prediction:
     """``masks`` (K, H, W) bool at the image's size, ``scores`` (K,) predicted IoU,
     ``logits`` (K, S/4, S/4) low-res logits (feed one back as ``mask_logits``),
-    ``object_scores`` (K,) SAM 2 object-presence logits (> 0: object visible), else None."""
+    ``object_scores`` (1,) SAM 2 object-presence logit of the prompt set (> 0: object visible), else None."""
 
     masks: np.ndarray
     scores: np.ndarray
