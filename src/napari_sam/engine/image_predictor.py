@@ -132,5 +132,7 @@ class ImagePredictor:
             s = self.image_size
             ih, iw = self._input_hw
             x = F.interpolate(logits, (s, s), mode="bilinear", align_corners=False)[..., :ih, :iw]
+            if (ih, iw) == (h, w):  # same size: bilinear resampling would be an exact copy
+                return x
             return F.interpolate(x, (h, w), mode="bilinear", align_corners=False)
         return F.interpolate(logits, (h, w), mode="bilinear", align_corners=False)

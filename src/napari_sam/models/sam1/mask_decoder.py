@@ -21,6 +21,18 @@ def _one_if_expanded(x: torch.Tensor) -> torch.Tensor:
     return x[:1] if x.shape[0] > 1 and x.stride(0) == 0 else x
 
 
+def _deconv2x2(tokens: torch.Tensor, conv: nn.ConvTranspose2d, h: int, w: int) -> torch.Tensor:
+    """A kernel-2 stride-2 ``ConvTranspose2d`` on channels-last tokens ``(B, h*w, C_in)``.
+
+    -> ``(B, 2h, 2w, C_out)`` channels-last: out[2i+di, 2j+dj] = x[i, j] @ W[:, :, di, dj] + b.
+    """
+    b, cin = tokens.shape[0], tokens.shape[-1]
+    cout = conv.weight.shape[1]
+    bias = conv.bias.repeat_interleave(4)  # order (co, di, dj), like the weight columns
+    y = torch.addmm(bias, tokens.reshape(-1, cin), conv.weight.reshape(cin, cout * 4))
+    return y.view(b, h, w, cout, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, cout)
+
+
 class MaskDecoder(nn.Module):
     """Image embedding + prompt embeddings -> mask logits at 4x the embedding size + IoU."""
 
@@ -151,21 +163,15 @@ class MaskDecoder(nn.Module):
         iou_token_out = hs[:, first]
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]
 
-        b, c, h, w = batch, src.shape[-1], *image_embeddings.shape[-2:]
-        src = src.transpose(1, 2).reshape(b, c, h, w)
-        if self.use_high_res_features:
-            up1, norm1, act1, up2, act2 = self.output_upscaling
-            feat_s0, feat_s1 = high_res_features
-            upscaled = act1(norm1(up1(src) + feat_s1))
-            upscaled = act2(up2(upscaled) + feat_s0)
-        else:
-            upscaled = self.output_upscaling(src)
+        h, w = image_embeddings.shape[-2:]
+        upscaled = self.upscale_tokens(src, h, w, high_res_features)  # (B, 4h, 4w, C/8)
 
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        b, c, h, w = upscaled.shape
-        masks = (hyper_in @ upscaled.reshape(b, c, h * w)).view(b, -1, h, w)
+        b, hh, ww, c = upscaled.shape
+        masks = (upscaled.reshape(b, hh * ww, c) @ hyper_in.transpose(1, 2)).transpose(1, 2)
+        masks = masks.reshape(b, -1, hh, ww)
 
         iou = self.iou_prediction_head(iou_token_out)
         if self.pred_obj_scores:
@@ -173,6 +179,28 @@ class MaskDecoder(nn.Module):
         else:  # "object present" (sigmoid(10) ~ 1)
             object_score_logits = iou.new_full((iou.shape[0], 1), 10.0)
         return masks, iou, mask_tokens_out, object_score_logits
+
+    def upscale_tokens(
+        self, src: torch.Tensor, h: int, w: int, high_res_features: list[torch.Tensor] | None = None
+    ) -> torch.Tensor:
+        """``output_upscaling`` on image tokens ``(B, h*w, C)`` -> ``(B, 4h, 4w, C/8)`` channels-last.
+
+        The same maths as the two stride-2 transposed convolutions (+ LayerNorm2d, GELU, and
+        SAM 2's high-res skips), written as matrix products on channels-last tokens: a 2x2
+        stride-2 transposed convolution maps each input pixel to its own 2x2 output block, so
+        it is one ``(C_in -> C_out * 4)`` product followed by a pixel shuffle. On CPU this is
+        several times faster than the convolution kernels and their layout conversions.
+        """
+        up1, norm1, act1, up2, act2 = self.output_upscaling
+        skips = high_res_features if self.use_high_res_features else None
+        x = _deconv2x2(src, up1, h, w)  # (B, 2h, 2w, C/4)
+        if skips is not None:
+            x = x + skips[1].permute(0, 2, 3, 1)
+        x = act1(torch.nn.functional.layer_norm(x, x.shape[-1:], norm1.weight, norm1.bias, norm1.eps))
+        x = _deconv2x2(x.reshape(x.shape[0], -1, x.shape[-1]), up2, 2 * h, 2 * w)  # (B, 4h, 4w, C/8)
+        if skips is not None:
+            x = x + skips[0].permute(0, 2, 3, 1)
+        return act2(x)
 
     def stability_scores(self, mask_logits: torch.Tensor) -> torch.Tensor:
         """IoU of the masks thresholded at +delta and -delta, per mask (1 for empty masks)."""

@@ -83,8 +83,20 @@ class PromptEncoder(nn.Module):
         self.no_mask_embed = nn.Embedding(1, embed_dim)
 
     def get_dense_pe(self) -> torch.Tensor:
-        """Positional encoding of the image-embedding grid, ``(1, C, h, w)``."""
-        return self.pe_layer.grid(*self.image_embedding_size).unsqueeze(0)
+        """Positional encoding of the image-embedding grid, ``(1, C, h, w)``.
+
+        Without autograd (inference) the grid is computed once and reused until the
+        Fourier matrix changes (load_state_dict, .to(...)): it depends on nothing else.
+        """
+        if torch.is_grad_enabled():
+            return self.pe_layer.grid(*self.image_embedding_size).unsqueeze(0)
+        g = self.pe_layer.positional_encoding_gaussian_matrix
+        key = (g.data_ptr(), g._version, g.device, g.dtype)
+        cached = getattr(self, "_dense_pe_cache", None)
+        if cached is None or cached[0] != key:
+            cached = (key, self.pe_layer.grid(*self.image_embedding_size).unsqueeze(0))
+            self._dense_pe_cache = cached
+        return cached[1]
 
     def embed_points(self, coords: torch.Tensor, labels: torch.Tensor, pad: bool) -> torch.Tensor:
         """``(B, N, 2)`` pixel coords + ``(B, N)`` labels -> ``(B, N [+1], C)``.

@@ -157,8 +157,10 @@ class TwoWayTransformer(nn.Module):
 
         -> tokens ``(B, N, C)`` and image tokens ``(B, h*w, C)``.
         """
-        keys = image_embedding.flatten(2).transpose(1, 2)
-        key_pe = image_pe.flatten(2).transpose(1, 2)
+        # token-major and contiguous once: every later add / norm / projection is then a
+        # dense pass instead of a strided one
+        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
         queries = point_embedding
         for layer in self.layers:
             queries, keys = layer(queries, keys, point_embedding, key_pe)
