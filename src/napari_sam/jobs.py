@@ -1,0 +1,194 @@
+"""Work units of the command line, and running them through dask.
+
+A job names its model and its input by value (:class:`ModelSpec`, :class:`InputSpec`), so a
+unit can run in a thread, in another process or on a ``dask.distributed`` worker: each
+worker loads a model once (a per-process cache keyed by the spec) and opens the input lazily.
+Units: :func:`embed_frames` (fills an EmbeddingStore for some frames: every frame's
+features are computed once and written to the store) and :func:`segment_frames` (segment
+everything on some frames, returning their labels for the caller to write in order).
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+_MODELS: dict = {}
+_MODELS_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A model by name (registry), optionally with a checkpoint file, or an architecture file
+    (``config``: JSON ``{"family": "sam1"|"sam2", "config": {...config fields}}``) plus its
+    checkpoint — e.g. a fine-tuned or reduced model that is not in the registry."""
+
+    name: str = "sam2.1_hiera_tiny"
+    checkpoint: str | None = None
+    config: str | None = None
+    device: str = "auto"
+
+    def load(self):
+        with _MODELS_LOCK:
+            model = _MODELS.get(self)
+            if model is None:
+                model = self._build()
+                _MODELS[self] = model
+            return model
+
+    def _build(self):
+        if self.config is None:
+            from .registry import load_model
+
+            return load_model(self.name, checkpoint=self.checkpoint, device=self.device)
+        from . import checkpoints
+        from .registry import resolve_device
+
+        if self.checkpoint is None:
+            raise ValueError("--model-config needs --checkpoint (the weights of that architecture)")
+        model = build_from_config(self.config)
+        sd = checkpoints.read_state_dict(self.checkpoint)
+        checkpoints.load_into(model, sd, model.name, str(self.checkpoint))
+        return model.to(resolve_device(self.device))
+
+
+def build_from_config(path):
+    """The (randomly initialised, eval) model described by an architecture JSON file."""
+    try:
+        spec = json.loads(Path(path).read_text())
+        family, fields = spec["family"], dict(spec["config"])
+    except (OSError, ValueError, KeyError, TypeError) as err:
+        raise ValueError(f"{path}: not a model-config file ({type(err).__name__}: {err})") from None
+    fields = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
+    if family == "sam1":
+        from .models.sam1 import Sam1Config, build_sam1
+
+        model = build_sam1(Sam1Config(**fields))
+        model.name = spec.get("name", "custom_sam1")
+    elif family == "sam2":
+        from .models.sam2 import Sam2Config, build_sam2
+
+        model = build_sam2(Sam2Config(**fields))
+        model.name = fields.get("name", "custom_sam2")
+    else:
+        raise ValueError(f"{path}: family must be 'sam1' or 'sam2', got {family!r}")
+    return model.eval()
+
+
+def write_model_config(path, family: str, config, name: str | None = None) -> None:
+    """Save a config dataclass as a model-config file (the inverse of :func:`build_from_config`)."""
+    import dataclasses
+
+    fields = dataclasses.asdict(config)
+    Path(path).write_text(json.dumps({"family": family, "name": name or fields.get("name"), "config": fields}, indent=1))
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """An image file and how to read frames from it (see :meth:`napari_sam.io.ImageSource.stack`)."""
+
+    path: str
+    axes: str | None = None
+    axis: str | None = None
+    channel: str | None = None
+    index: tuple = field(default_factory=tuple)  # ((letter, position), ...)
+
+    def open(self):
+        """``(frames, stack_axis)``: lazy (N, H, W[, 3]) or (H, W[, 3]) frames."""
+        from .io import open_image
+
+        return open_image(self.path, self.axes).stack(self.axis, self.channel, dict(self.index))
+
+
+def frame_count(frames, stack_axis) -> int:
+    return 1 if stack_axis is None else int(frames.shape[0])
+
+
+def frame_at(frames, stack_axis, t: int) -> np.ndarray:
+    return np.asarray(frames if stack_axis is None else frames[t])
+
+
+def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, frames_todo, contrast_limits) -> int:
+    """Compute and store the features of ``frames_todo``; returns how many were new."""
+    from .engine.embedding_store import EmbeddingStore
+
+    frames, _ = source.open()
+    store = EmbeddingStore(store_path, model_spec.load(), frames, contrast_limits=contrast_limits)
+    new = 0
+    for t in frames_todo:
+        if not store.has(int(t)):
+            store.get(int(t))
+            new += 1
+    return new
+
+
+def segment_frames(model_spec: ModelSpec, source: InputSpec, frames_todo, params: dict, contrast_limits,
+                   store_path: str | None = None) -> list[np.ndarray]:
+    """Segment everything on each of ``frames_todo``; their (H, W) int32 labels, in order."""
+    from .engine.automatic import AutomaticSegmenter
+
+    model = model_spec.load()
+    frames, axis = source.open()
+    store = None
+    if store_path is not None:
+        from .engine.embedding_store import EmbeddingStore
+
+        store = EmbeddingStore(store_path, model, frames, contrast_limits=contrast_limits)
+    seg = AutomaticSegmenter(model, **params)
+    out = []
+    for t in frames_todo:
+        feats = None if store is None else store.get(int(t))
+        out.append(seg.generate(frame_at(frames, axis, int(t)), contrast_limits=contrast_limits, features=feats))
+    return out
+
+
+def blocks(n: int, size: int) -> list[list[int]]:
+    return [list(range(s, min(s + size, n))) for s in range(0, n, size)]
+
+
+class Runner:
+    """Runs units through dask: local threads (``workers`` of them) by default, or the
+    ``dask.distributed`` scheduler at ``scheduler``. :meth:`map` yields results in
+    submission order, keeping at most ``window`` units in flight (bounded memory)."""
+
+    def __init__(self, scheduler: str | None = None, workers: int = 1):
+        self.scheduler = scheduler
+        self.workers = max(1, int(workers))
+        self._client = None
+        if scheduler:
+            try:
+                from distributed import Client
+            except ImportError:
+                raise ValueError("--scheduler needs dask.distributed: pip install 'dask[distributed]'") from None
+            try:
+                self._client = Client(scheduler, timeout=10, set_as_default=False)
+            except OSError as err:
+                raise ValueError(f"cannot reach the dask scheduler at {scheduler} ({err})") from None
+            self.workers = max(1, sum(self._client.nthreads().values()))
+
+    def map(self, fn, arg_lists, window: int | None = None):
+        window = window or 2 * self.workers
+        if self._client is not None:
+            pending = []
+            for args in arg_lists:
+                pending.append(self._client.submit(fn, *args, pure=False))
+                if len(pending) >= window:
+                    yield pending.pop(0).result()
+            for fut in pending:
+                yield fut.result()
+            return
+        import dask
+
+        arg_lists = list(arg_lists)
+        for s in range(0, len(arg_lists), window):
+            tasks = [dask.delayed(fn, pure=False)(*a) for a in arg_lists[s:s + window]]
+            yield from dask.compute(*tasks, scheduler="threads", num_workers=self.workers)
+
+    def close(self) -> None:
+        if self._client is not None:
+            self._client.close()
+            self._client = None
