@@ -148,3 +148,37 @@ def test_models_list_and_verify(capsys, tmp_path, monkeypatch):
     assert cli.main(["models", "verify"]) == 1 and "sam_vit_b: CORRUPT" in capsys.readouterr().out
     assert cli.main(["models", "download", "sam2.1_hiera_tiny"]) == 2  # offline in tests
     assert "NAPARI_SAM_OFFLINE" in capsys.readouterr().err
+
+
+def test_dask_cluster_embeds_each_frame_once_then_segment_and_track_reuse(files, tmp_path):
+    """``embed`` through a dask.distributed LocalCluster (threads, in this process): every
+    frame is encoded exactly once and written to the store; ``segment --auto`` and
+    ``track`` with that store encode nothing more."""
+    distributed = pytest.importorskip("distributed")
+    from napari_sam.engine.embedding_store import EmbeddingStore
+    from napari_sam.io import open_image
+    from napari_sam.jobs import ModelSpec
+
+    d, model_args = files["dir"], files["model"]
+    spec = ModelSpec("sam2.1_hiera_tiny", str(d / "small.pt"), str(d / "small.json"), "cpu")
+    model = spec.load()  # the workers run in this process and share this loaded model
+    calls = []
+    hook = model.image_encoder.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    store = tmp_path / "movie.embeddings.zarr"
+    try:
+        with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                      dashboard_address=None) as cluster:
+            code = cli.main(["embed", str(d / "movie.tif"), "-o", str(store), "--scheduler", cluster.scheduler_address,
+                             "--frames-per-task", "2", *model_args])
+            assert code == 0
+        assert sum(calls) == T
+        frames, _ = open_image(d / "movie.tif").stack()
+        assert EmbeddingStore(store, model, frames).is_complete()
+        assert cli.main(["segment", str(d / "movie.tif"), "-o", str(tmp_path / "s.tif"), "--auto", "--embeddings",
+                         str(store), *AUTO, "--workers", "2", *model_args]) == 0
+        assert cli.main(["track", str(d / "movie.tif"), "-o", str(tmp_path / "t.tif"), "--tracks",
+                         str(tmp_path / "t.csv"), "--embeddings", str(store), "--every", "2", *AUTO, *model_args]) == 0
+        assert sum(calls) == T
+    finally:
+        hook.remove()
+    assert tifffile.imread(tmp_path / "s.tif").shape == (T, H, W)
