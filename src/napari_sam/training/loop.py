@@ -1,0 +1,105 @@
+"""The seeded, resumable training loop of the embedded model.
+
+Each iteration is one image-path step, plus one video-path step every ``video_every``
+iterations (their losses summed).
+Data seeds are ``1_000_000 + 10 * iteration + k`` (training) — the held-out sets use
+seeds below 1_000 (see :mod:`.evaluate`), so they never meet. AdamW, linear warm-up then
+cosine decay, gradient clipping. A checkpoint (model + optimiser + RNG state) is written
+every ``checkpoint_every`` iterations; a run resumes from it and continues identically.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import data
+from .steps import image_step, video_step
+
+TRAIN_SEED_BASE = 1_000_000
+
+
+@dataclass
+class Recipe:
+    iterations: int = 400
+    lr: float = 1e-3
+    min_lr_ratio: float = 0.05
+    warmup: int = 25
+    weight_decay: float = 0.01
+    clip: float = 1.0
+    images_per_step: int = 2
+    objects_per_image: int = 8
+    rounds: int = 3
+    clip_length: int = 4
+    clip_objects: int = 3
+    video_every: int = 2  # a video-path step on every n-th iteration
+    seed: int = 0
+    checkpoint_every: int = 20
+
+
+def lr_at(recipe: Recipe, it: int) -> float:
+    if it < recipe.warmup:
+        return recipe.lr * (it + 1) / recipe.warmup
+    p = (it - recipe.warmup) / max(1, recipe.iterations - recipe.warmup)
+    return recipe.lr * (recipe.min_lr_ratio + (1 - recipe.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * min(p, 1.0))))
+
+
+def save_weights(model, path: Path, meta: dict) -> None:
+    """The shipped format: float16 state dict + config + meta."""
+    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(model.config).items()}
+    torch.save({"model": sd, "config": cfg, "meta": meta}, path)
+
+
+def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
+    """Train ``model`` in place; ``out_dir`` gets ``checkpoint.pt``, ``log.jsonl``, ``weights.pt``."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    ckpt_path = out_dir / "checkpoint.pt"
+    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    start = 0
+    if ckpt_path.exists():
+        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        model.load_state_dict(ck["model"])
+        opt.load_state_dict(ck["optimizer"])
+        start = int(ck["iteration"])
+        log(f"resumed at iteration {start}")
+    model.train()
+    t0 = time.time()
+    with open(out_dir / "log.jsonl", "a") as logf:
+        for it in range(start, recipe.iterations):
+            torch.manual_seed(recipe.seed * 7919 + it)
+            rng = np.random.default_rng([recipe.seed, it])
+            base = TRAIN_SEED_BASE + 10 * it + 100_000_000 * recipe.seed
+            for group in opt.param_groups:
+                group["lr"] = lr_at(recipe, it)
+            opt.zero_grad(set_to_none=True)
+            exs = [data.image_example(base + k, model.image_size) for k in range(recipe.images_per_step)]
+            loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds)
+            loss_v, st_v, source = None, {}, "-"
+            if (it + 1) % recipe.video_every == 0:
+                clip = data.clip_example(base + 9, recipe.clip_length, model.image_size)
+                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects)
+                source = clip.source
+            loss = sum(x for x in (loss_i, loss_v) if x is not None)
+            loss.backward()
+            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip))
+            opt.step()
+            rec = {"it": it + 1, "lr": lr_at(recipe, it), "loss": float(loss.detach()), "gnorm": gnorm,
+                   "sec": round(time.time() - t0, 1), "clip": source, **st_i, **st_v}
+            logf.write(json.dumps(rec) + "\n")
+            logf.flush()
+            log(" ".join(f"{k}={v:.3f}" if isinstance(v, float) else f"{k}={v}" for k, v in rec.items()
+                         if k in ("it", "loss", "lr", "sec", "r0_iou", "r2_iou", "f0_iou", "track_iou", "track_obj_acc", "clip")))
+            if (it + 1) % recipe.checkpoint_every == 0 or it + 1 == recipe.iterations:
+                torch.save({"model": model.state_dict(), "optimizer": opt.state_dict(), "iteration": it + 1},
+                           out_dir / "checkpoint.tmp")
+                (out_dir / "checkpoint.tmp").replace(ckpt_path)
+                save_weights(model, out_dir / "weights.pt", {"iteration": it + 1, "recipe": asdict(recipe)})
+    model.eval()

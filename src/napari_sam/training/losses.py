@@ -1,0 +1,63 @@
+"""SAM / SAM 2 training losses: 20 x focal + dice on masks, L1 on predicted IoU, BCE on
+object presence. Mask losses apply where the object is present; with several candidate
+masks (multimask) only the best one (lowest loss) is trained, IoU predictions all are."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT, OBJECT_WEIGHT = 20.0, 1.0, 1.0, 1.0
+
+
+def focal_loss(logits, target, alpha: float = 0.25, gamma: float = 2.0):
+    """Per-mask mean sigmoid focal loss; ``logits``/``target`` ``(..., H, W)``."""
+    p = torch.sigmoid(logits)
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
+    p_t = p * target + (1 - p) * (1 - target)
+    loss = ce * (1 - p_t) ** gamma
+    loss = loss * (alpha * target + (1 - alpha) * (1 - target))
+    return loss.flatten(-2).mean(-1)
+
+
+def dice_loss(logits, target):
+    p = torch.sigmoid(logits).flatten(-2)
+    t = target.flatten(-2)
+    return 1 - (2 * (p * t).sum(-1) + 1) / (p.sum(-1) + t.sum(-1) + 1)
+
+
+def hard_iou(logits, target):
+    """IoU of ``logits > 0`` with ``target`` per mask (1 where both are empty)."""
+    pred = (logits > 0).flatten(-2).float()
+    t = (target > 0.5).flatten(-2).float()
+    inter, union = (pred * t).sum(-1), ((pred + t) > 0).float().sum(-1)
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
+
+
+def prompt_losses(masks, ious, object_logits, target, multimask):
+    """Losses of ``B`` prompt sets with 4 mask tokens each.
+
+    ``masks`` ``(B, 4, L, L)`` logits at the target's size, ``ious`` ``(B, 4)``,
+    ``object_logits`` ``(B, 1)``, ``target`` ``(B, L, L)`` float in [0, 1] (area-downsampled
+    ground truth: soft at the edges), ``multimask`` ``(B,)`` bool (train the best
+    of tokens 1-3 as well as token 0). Returns ``(loss, stats)``; loss averaged over B.
+    """
+    tgt = target[:, None].expand_as(masks)
+    per = FOCAL_WEIGHT * focal_loss(masks, tgt) + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
+    present = (target.flatten(1).amax(1) > 0).float()
+    best_multi = per[:, 1:].min(dim=1).values
+    mask = per[:, 0] + multimask.float() * best_multi
+    with torch.no_grad():
+        actual = hard_iou(masks, tgt)
+    iou = (ious - actual).abs().mean(1)
+    obj = F.binary_cross_entropy_with_logits(object_logits[:, 0], present, reduction="none")
+    loss = ((mask + IOU_WEIGHT * iou) * present + OBJECT_WEIGHT * obj).mean()
+    picked = actual[:, 1:].gather(1, ious[:, 1:].argmax(1, keepdim=True))[:, 0]
+    chosen = torch.where(multimask, picked, actual[:, 0])  # IoU of the mask inference keeps
+    n = present.sum().clamp_min(1)
+    stats = {
+        "loss": float(loss.detach()),
+        "iou": float((chosen * present).sum() / n),
+        "obj_acc": float(((object_logits[:, 0] > 0).float() == present).float().mean()),
+    }
+    return loss, stats

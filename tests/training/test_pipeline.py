@@ -1,0 +1,136 @@
+"""The training pipeline at toy scale: data, prompts, losses, the inference-equal output
+choice, both steps, and a resumable, reproducible loop."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from napari_sam.models.sam2 import build_sam2
+from napari_sam.training import data, heads, losses, prompts
+from napari_sam.training.loop import Recipe, lr_at, train
+from napari_sam.training.steps import image_step, video_step
+from napari_sam.weights import embedded_config
+
+SIZE = 128
+
+
+@pytest.fixture(scope="module")
+def tiny_model():
+    torch.manual_seed(0)
+    return build_sam2(embedded_config().replace(image_size=SIZE))
+
+
+def test_examples_are_seeded_and_shaped():
+    a, b = data.image_example(7, SIZE), data.image_example(7, SIZE)
+    assert a.images.shape == (1, 3, SIZE, SIZE) and a.labels.shape == (1, SIZE, SIZE)
+    assert torch.equal(a.images, b.images) and torch.equal(a.labels, b.labels)
+    assert not torch.equal(a.images, data.image_example(8, SIZE).images)
+    clip = data.clip_example(3, 5, SIZE)
+    assert clip.images.shape == (5, 3, SIZE, SIZE) and clip.labels.shape == (5, SIZE, SIZE)
+    assert clip.source in ("timelapse", "zstack") and clip.num_frames >= 5
+
+
+def test_prompts_fall_where_they_should():
+    rng = np.random.default_rng(0)
+    mask = np.zeros((40, 40), bool)
+    mask[10:20, 5:30] = True
+    for _ in range(20):
+        x, y = prompts.inner_point(rng, mask).astype(int)
+        assert mask[y, x]
+    x, y = prompts.centre_point(mask).astype(int)
+    assert mask[y, x] and abs(y - 14.5) <= 1 and abs(x - 17) <= 1
+    assert prompts.bounding_box(mask).tolist() == [5, 10, 29, 19]
+    pred = mask.copy()
+    pred[10:20, 20:30] = False  # missed the right part -> a positive click there
+    (x, y), label = prompts.corrective_click(rng, pred, mask)
+    assert label == 1 and mask[int(y), int(x)] and not pred[int(y), int(x)]
+    pred = mask.copy()
+    pred[25:35, 5:30] = True  # spilled below -> a negative click there
+    (x, y), label = prompts.corrective_click(rng, pred, mask)
+    assert label == 0 and not mask[int(y), int(x)]
+    assert prompts.corrective_click(rng, mask, mask) is None
+
+
+def test_losses_prefer_the_right_mask():
+    target = torch.zeros(2, 16, 16)
+    target[:, 4:12, 4:12] = 1
+    good = (target * 20 - 10)[:, None].repeat(1, 4, 1, 1)
+    bad = -good
+    ious = torch.ones(2, 4)
+    obj = torch.full((2, 1), 5.0)
+    mm = torch.tensor([True, False])
+    lg, sg = losses.prompt_losses(good, ious, obj, target, mm)
+    lb, sb = losses.prompt_losses(bad, ious, obj, target, mm)
+    assert lg < 0.1 < lb and sg["iou"] == 1.0 and sb["iou"] == 0.0
+    assert losses.hard_iou(good, target[:, None]).min() == 1.0
+
+
+def test_choose_equals_the_inference_heads(tiny_model):
+    """Training's decode + choice gives what forward_sam_heads gives. (Single-mask output is
+    compared in train mode: in eval mode the decoder may swap an unstable token 0 for the
+    best multimask output, the official dynamic-multimask rule.)"""
+    m = tiny_model
+    torch.manual_seed(1)
+    h = SIZE // 16
+    pix = torch.randn(3, 128, h, h)
+    hr = [torch.randn(1, 16, 4 * h, 4 * h), torch.randn(1, 32, 2 * h, 2 * h)]
+    coords = torch.rand(3, 1, 2) * SIZE
+    labels = torch.ones(3, 1, dtype=torch.int64)
+    with torch.no_grad():
+        for multimask in (True, False):
+            m.train(not multimask)
+            ref = m.forward_sam_heads(pix, hr, coords, labels, multimask=multimask)
+            dec = heads.decode_all(m, pix, hr, coords, labels)
+            low, ptr = heads.choose(m, dec, torch.full((3,), multimask))
+            torch.testing.assert_close(low, ref.low_res_masks, rtol=1e-5, atol=1e-4)
+            torch.testing.assert_close(ptr, ref.obj_ptr, rtol=1e-5, atol=1e-5)
+            torch.testing.assert_close(dec.object_logits, ref.object_score_logits)
+    m.eval()
+
+
+def test_steps_give_finite_losses_and_gradients(tiny_model):
+    m = tiny_model.train()
+    rng = np.random.default_rng(0)
+    m.zero_grad()
+    loss, stats = image_step(m, [data.image_example(1, SIZE)], rng, objects=4, rounds=2)
+    loss.backward()
+    assert torch.isfinite(loss) and "r1_iou" in stats
+    assert m.image_encoder.trunk.patch_embed.proj.weight.grad.abs().sum() > 0
+    assert m.sam_mask_decoder.iou_token.weight.grad.abs().sum() > 0
+    m.zero_grad()
+    seed = next(s for s in range(50) if data.clip_example(s, 3, SIZE).source == "timelapse")
+    loss, stats = video_step(m, data.clip_example(seed, 3, SIZE), rng, objects=2)
+    loss.backward()
+    assert torch.isfinite(loss) and "track_iou" in stats
+    for p in (m.memory_encoder.out_proj.weight, m.memory_attention.layers[0].linear1.weight,
+              m.obj_ptr_proj.layers[0].weight, m.maskmem_tpos_enc):
+        assert p.grad is not None and p.grad.abs().sum() > 0
+    m.eval()
+
+
+def test_lr_schedule():
+    r = Recipe(iterations=100, lr=1e-3, warmup=10, min_lr_ratio=0.1)
+    assert lr_at(r, 0) == pytest.approx(1e-4) and lr_at(r, 9) == pytest.approx(1e-3)
+    assert lr_at(r, 99) == pytest.approx(1e-4, rel=0.01)
+
+
+def test_loop_resumes_exactly(tmp_path):
+    """Two iterations in one go equal one, a stop, and a resumed second."""
+    recipe = Recipe(iterations=2, images_per_step=1, objects_per_image=2, rounds=2, clip_length=2,
+                    clip_objects=1, video_every=2, checkpoint_every=1, warmup=1)
+
+    def fresh():
+        torch.manual_seed(0)
+        return build_sam2(embedded_config().replace(image_size=SIZE))
+
+    whole = fresh()
+    train(whole, recipe, tmp_path / "a", log=lambda s: None)
+    part = fresh()
+    train(part, Recipe(**{**recipe.__dict__, "iterations": 1}), tmp_path / "b", log=lambda s: None)
+    resumed = fresh()
+    train(resumed, recipe, tmp_path / "b", log=lambda s: None)
+    for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
+        torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
+    assert (tmp_path / "a" / "weights.pt").is_file()
