@@ -1,0 +1,95 @@
+"""Segment everything on one 1024 x 1024 image, CPU: ours vs the official generator.
+
+SAM 2.1 hiera-tiny architecture with random weights (official builder + ``perturb_``; the
+same weights loaded into ours), the official default parameters (32 x 32 points, batches
+of 64, IoU > 0.8, stability >= 0.95, no crops), fp32. Medians of interleaved runs after a
+warm-up. Writes ``benchmarks/results/automatic.md``.
+
+    python benchmarks/bench_automatic.py [--repeats 3] [--size 1024]
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+
+HERE = Path(__file__).resolve().parent
+sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
+
+from common import interleaved, machine  # noqa: E402
+
+
+def build(size: int):
+    from conftest import perturb_
+    from sam2.automatic_mask_generator import SAM2AutomaticMaskGenerator
+    from sam2.build_sam import build_sam2 as official_build
+
+    from napari_sam.data import synthetic
+    from napari_sam.engine.automatic import AutomaticParams, AutomaticSegmenter
+    from napari_sam.engine.preprocess import to_uint8_rgb
+    from napari_sam.models.sam2 import SAM2_CONFIGS, build_sam2
+
+    torch.manual_seed(0)
+    ref = official_build("configs/sam2.1/sam2.1_hiera_t.yaml", device="cpu")
+    perturb_(ref, seed=0)
+    ours = build_sam2(SAM2_CONFIGS["sam2.1_hiera_tiny"]).eval()
+    ours.load_state_dict(ref.state_dict(), strict=True)
+    image = to_uint8_rgb(synthetic.nuclei_2d(shape=(size, size), n_objects=120, seed=0).image)
+    official = SAM2AutomaticMaskGenerator(ref)  # official defaults
+    mine = AutomaticSegmenter(ours, AutomaticParams.official("sam2"))
+    return image, official, mine
+
+
+def main(argv=None) -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--size", type=int, default=1024)
+    args = ap.parse_args(argv)
+    image, official, mine = build(args.size)
+    counts = {}
+
+    def run_official():
+        counts["official"] = len(official.generate(image))
+
+    def run_ours():
+        counts["ours"] = len(mine.generate_records(image, postprocess=False))
+
+    with torch.inference_mode():
+        times = interleaved({"official": run_official, "ours": run_ours}, repeats=args.repeats, warmup=1)
+    ratio = times["ours"] / times["official"]
+    lines = [
+        "# Segment everything: time per image (CPU)",
+        "",
+        f"Machine: {machine()}. Shared machine under load from other jobs: medians of {args.repeats} "
+        "interleaved runs after one warm-up each.",
+        f"Model: SAM 2.1 hiera-tiny architecture, random weights (perturbed official init), fp32. "
+        f"Image {args.size} x {args.size} (synthetic nuclei). Official default parameters "
+        "(32 x 32 points, batches of 64, pred IoU > 0.8, stability >= 0.95, no crop layers).",
+        "",
+        "| generator | median s / image | masks kept |",
+        "|---|---|---|",
+        f"| official `SAM2AutomaticMaskGenerator` | {times['official']:.2f} | {counts['official']} |",
+        f"| ours `AutomaticSegmenter` | {times['ours']:.2f} | {counts['ours']} |",
+        "",
+        f"Ratio ours / official: **{ratio:.2f}x** (target <= 1.0x).",
+        "",
+        "Where the difference comes from: masks failing the IoU test are never upscaled to the "
+        "image size (the official generator upscales all 3 x 64 masks of every batch to 1024 x 1024 "
+        "first), and masks are kept as patches inside their boxes rather than run-length encoded "
+        "in a Python loop. With random weights few masks pass the default thresholds, so the "
+        "encoder and the decoder dominate both columns.",
+    ]
+    text = "\n".join(lines) + "\n"
+    print(text)
+    out = HERE / "results" / "automatic.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(text)
+    print(f"written {out}; times {times}; masks {counts}; {np.round(ratio, 3)}x")
+
+
+if __name__ == "__main__":
+    main()
