@@ -13,6 +13,7 @@ file (or zarr folder) is renamed to its final name only when complete.
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import os
@@ -157,7 +158,7 @@ def _open_tiff(p: Path):
             axes = series.axes
             names = _ome_channel_names(tif)
             store = series.aszarr()
-    except Exception as err:  # tifffile raises many kinds on a damaged file
+    except Exception as err:  # noqa: BLE001  (tifffile raises many kinds on a damaged file)
         raise InputError(f"{p}: not a readable TIFF ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
     arr = zarr.open(store, mode="r")
     if hasattr(arr, "keys"):  # a multi-resolution series: level 0
@@ -184,7 +185,7 @@ def _open_zarr(p: Path):
 
     try:
         node = zarr.open(str(p), mode="r")
-    except Exception as err:
+    except Exception as err:  # noqa: BLE001  (any failure means: not a zarr we can read)
         raise InputError(f"{p}: not a readable zarr store ({type(err).__name__})") from None
     if hasattr(node, "keys") and not hasattr(node, "shape"):  # a group: OME-Zarr level 0
         ms = node.attrs.get("multiscales") or (node.attrs.get("ome", {}) or {}).get("multiscales")
@@ -283,10 +284,8 @@ class LabelsWriter:
 
     def abort(self) -> None:
         if self.kind == "tiff":
-            try:
+            with contextlib.suppress(Exception):  # the partial file goes anyway
                 self._tif.close()
-            except Exception:
-                pass
         _remove(self.tmp)
 
     def __enter__(self):
@@ -384,7 +383,7 @@ def _csv_prompts(p: Path) -> list[dict]:
     if axis_cols:  # napari points export: (frame,) y, x; one object per point
         for i, r in enumerate(rows):
             vals = [float(r[c]) for c in axis_cols]
-            frame = int(round(vals[-3])) if len(vals) >= 3 else 0
+            frame = round(vals[-3]) if len(vals) >= 3 else 0
             out.append({"id": i + 1, "frame": frame, "points": [(vals[-1], vals[-2])], "labels": [1]})
         return out
     has_pt, has_box = {"x", "y"} <= cols, {"x0", "y0", "x1", "y1"} <= cols

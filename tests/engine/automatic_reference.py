@@ -9,7 +9,6 @@ head's output bias is raised (its raw predictions would all be negative).
 from __future__ import annotations
 
 import torch
-
 from conftest import perturb_
 
 HYPER_GAIN = 50.0

@@ -34,15 +34,15 @@ pytest.importorskip("sam2")
 # and crop boxes against the official helpers on constructed boxes.
 CASES = {
     "sam1": [
-        ("filters", dict(points_per_side=8, pred_iou_thresh=0.2, stability_score_thresh=0.9, box_nms_thresh=1.0)),
-        ("nms", dict(points_per_side=6, points_per_batch=16, pred_iou_thresh=0.2, stability_score_thresh=0.85,
-                     box_nms_thresh=0.999, stability_score_offset=0.5)),
+        ("filters", {"points_per_side": 8, "pred_iou_thresh": 0.2, "stability_score_thresh": 0.9, "box_nms_thresh": 1.0}),
+        ("nms", {"points_per_side": 6, "points_per_batch": 16, "pred_iou_thresh": 0.2, "stability_score_thresh": 0.85,
+                     "box_nms_thresh": 0.999, "stability_score_offset": 0.5}),
     ],
     "sam2": [
-        ("filters", dict(points_per_side=8, pred_iou_thresh=0.5, stability_score_thresh=0.98, box_nms_thresh=1.0)),
-        ("nms_crops", dict(points_per_side=6, points_per_batch=16, pred_iou_thresh=0.5, stability_score_thresh=0.97,
-                           box_nms_thresh=0.9, crop_n_layers=1, crop_nms_thresh=0.7, crop_n_points_downscale_factor=2,
-                           stability_score_offset=0.5)),
+        ("filters", {"points_per_side": 8, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.98, "box_nms_thresh": 1.0}),
+        ("nms_crops", {"points_per_side": 6, "points_per_batch": 16, "pred_iou_thresh": 0.5, "stability_score_thresh": 0.97,
+                           "box_nms_thresh": 0.9, "crop_n_layers": 1, "crop_nms_thresh": 0.7, "crop_n_points_downscale_factor": 2,
+                           "stability_score_offset": 0.5}),
     ],
 }
 

@@ -28,7 +28,12 @@ import torch
 import torch.nn.functional as F
 
 from . import mask_ops
-from .preprocess import preprocess_sam1, preprocess_sam2_image, sam1_resized_shape, to_uint8_rgb
+from .preprocess import (
+    preprocess_sam1,
+    preprocess_sam2_image,
+    sam1_resized_shape,
+    to_uint8_rgb,
+)
 
 Progress = Callable[[int, int], object]
 _UPSCALE_CHUNK_PIXELS = 1 << 24  # logits upscaled at once (64 MiB of float32)
@@ -71,7 +76,7 @@ class AutomaticParams:
         """The official generator's defaults for ``family`` ("sam1" / "sam2"), with no
         microscopy post-processing (``min_mask_region_area=0``, ``max_mask_fraction=None``)."""
         iou = {"sam1": 0.88, "sam2": 0.8}[family]
-        base = dict(pred_iou_thresh=iou, stability_score_thresh=0.95, min_mask_region_area=0, max_mask_fraction=None)
+        base = {"pred_iou_thresh": iou, "stability_score_thresh": 0.95, "min_mask_region_area": 0, "max_mask_fraction": None}
         base.update(changes)
         return cls(**base)
 
