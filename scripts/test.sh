@@ -23,4 +23,4 @@ $PY -m pip install -q -e ".[test]"
 SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-build-isolation sam2==1.1.0
 
 export QT_QPA_PLATFORM=xcb NAPARI_SAM_OFFLINE=1
-exec xvfb-run -a -s "-screen 0 1600x1000x24" $PY -m pytest -p no:cacheprovider "$@"
+exec xvfb-run -a -s "-screen 0 1600x1000x24" $PY -m pytest -p no:cacheprovider --durations=30 "$@"
