@@ -8,7 +8,15 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-__all__ = ["EmbeddingStore", "ImagePredictor", "VideoSession", "list_models", "load_model"]
+__all__ = [
+    "AutoTracker",
+    "AutomaticSegmenter",
+    "EmbeddingStore",
+    "ImagePredictor",
+    "VideoSession",
+    "list_models",
+    "load_model",
+]
 
 _LAZY = {
     "list_models": ("registry", "list_models"),
@@ -16,6 +24,8 @@ _LAZY = {
     "ImagePredictor": ("engine.image_predictor", "ImagePredictor"),
     "EmbeddingStore": ("engine.embedding_store", "EmbeddingStore"),
     "VideoSession": ("engine.video_session", "VideoSession"),
+    "AutomaticSegmenter": ("engine.automatic", "AutomaticSegmenter"),
+    "AutoTracker": ("engine.auto_tracking", "AutoTracker"),
 }
 
 
