@@ -4,12 +4,18 @@
     # then copy runs/embedded/weights.pt to src/napari_sam/weights/embedded.pt
 
 Re-running with the same ``--out`` resumes from its checkpoint. See docs/embedded_model.md.
+
+    python scripts/train_embedded.py --evaluate runs/embedded/weights.pt   # held-out figures
+    python scripts/train_embedded.py --curve runs/embedded/log.jsonl       # training-curve table
 """
 
 from __future__ import annotations
 
 import argparse
-from dataclasses import fields
+import json
+from dataclasses import asdict, fields
+
+import numpy as np
 
 import torch
 
@@ -24,12 +30,42 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     for f in fields(Recipe):
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    ap.add_argument("--evaluate", metavar="WEIGHTS", help="print held-out figures of a weights file")
+    ap.add_argument("--curve", metavar="LOG", help="print the training curve of a log.jsonl as a table")
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    if args.evaluate:
+        return evaluate(args.evaluate)
+    if args.curve:
+        return curve(args.curve)
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
     torch.manual_seed(recipe.seed)
     model = build_sam2(embedded_config())
     train(model, recipe, args.out, log=lambda s: print(s, flush=True))
+
+
+
+def evaluate(path) -> None:
+    from napari_sam.training import evaluate as ev
+    from napari_sam.weights import load_embedded
+
+    model = load_embedded(path)
+    print(json.dumps(ev.click_and_box_iou(model)), flush=True)
+    print("timelapse", json.dumps(asdict(ev.timelapse_quality(model))), flush=True)
+    print("zstack", json.dumps(asdict(ev.zstack_quality(model))), flush=True)
+
+
+def curve(path, every: int = 20) -> None:
+    """Markdown table: means over blocks of ``every`` iterations."""
+    rows = [json.loads(line) for line in open(path)]
+    keys = ["loss", "r0_iou", "r1_iou", "f0_iou", "track_iou", "track_obj_acc"]
+    print("| iterations | minutes | lr | " + " | ".join(keys) + " |")
+    print("|---" * (len(keys) + 3) + "|")
+    for i in range(0, len(rows), every):
+        block = rows[i : i + every]
+        vals = [np.mean([r[k] for r in block if k in r]) if any(k in r for r in block) else float("nan") for k in keys]
+        print(f"| {block[0]['it']}-{block[-1]['it']} | {block[-1]['sec'] / 60:.0f} | {block[-1]['lr']:.1e} | "
+              + " | ".join(f"{v:.3f}" for v in vals) + " |")
 
 
 if __name__ == "__main__":

@@ -134,3 +134,14 @@ def test_loop_resumes_exactly(tmp_path):
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
     assert (tmp_path / "a" / "weights.pt").is_file()
+
+
+def test_training_never_draws_held_out_seeds():
+    """Generator seeds of 1,000 training iterations stay clear of the held-out ones (< 1_000)."""
+    from napari_sam.training.loop import TRAIN_SEED_BASE
+
+    for it in range(1000):
+        base = TRAIN_SEED_BASE + 10 * it
+        seeds = [data.generator_seeds(base + k, clip=False) for k in range(4)]
+        seeds.append(data.generator_seeds(base + 9, clip=True))
+        assert min(seeds) >= 1000 and base >= 1000

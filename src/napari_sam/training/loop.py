@@ -1,7 +1,7 @@
 """The seeded, resumable training loop of the embedded model.
 
 Each iteration is one image-path step, plus one video-path step every ``video_every``
-iterations (their losses summed).
+iterations from ``video_start`` on (their losses summed).
 Data seeds are ``1_000_000 + 10 * iteration + k`` (training) — the held-out sets use
 seeds below 1_000 (see :mod:`.evaluate`), so they never meet. AdamW, linear warm-up then
 cosine decay, gradient clipping. A checkpoint (model + optimiser + RNG state) is written
@@ -38,7 +38,8 @@ class Recipe:
     rounds: int = 3
     clip_length: int = 4
     clip_objects: int = 3
-    video_every: int = 2  # a video-path step on every n-th iteration
+    video_every: int = 2  # a video-path step on every n-th iteration ...
+    video_start: int = 0  # ... from this iteration on (image path alone before)
     seed: int = 0
     checkpoint_every: int = 20
 
@@ -83,7 +84,7 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
             exs = [data.image_example(base + k, model.image_size) for k in range(recipe.images_per_step)]
             loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds)
             loss_v, st_v, source = None, {}, "-"
-            if (it + 1) % recipe.video_every == 0:
+            if it >= recipe.video_start and (it + 1) % recipe.video_every == 0:
                 clip = data.clip_example(base + 9, recipe.clip_length, model.image_size)
                 loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects)
                 source = clip.source

@@ -1,23 +1,28 @@
-"""SAM / SAM 2 training losses: 20 x focal + dice on masks, L1 on predicted IoU, BCE on
-object presence. Mask losses apply where the object is present; with several candidate
-masks (multimask) only the best one (lowest loss) is trained, IoU predictions all are."""
+"""Training losses: class-balanced BCE + dice on masks, L1 on predicted IoU, BCE on
+object presence.
+
+Mask losses apply where the object is present; with several candidate masks (multimask) only
+the best one (lowest loss) is trained, the IoU predictions of all are. SAM's 20 x focal + dice
+left a from-scratch model predicting nothing after 40 iterations on small nuclei (objects are
+< 1 % of the pixels); balanced BCE weighs an object's pixels as much as the background's.
+"""
 
 from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
 
-FOCAL_WEIGHT, DICE_WEIGHT, IOU_WEIGHT, OBJECT_WEIGHT = 20.0, 1.0, 1.0, 1.0
+BCE_WEIGHT, DICE_WEIGHT, IOU_WEIGHT, OBJECT_WEIGHT = 1.0, 1.0, 1.0, 1.0
 
 
-def focal_loss(logits, target, alpha: float = 0.25, gamma: float = 2.0):
-    """Per-mask mean sigmoid focal loss; ``logits``/``target`` ``(..., H, W)``."""
-    p = torch.sigmoid(logits)
-    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
-    p_t = p * target + (1 - p) * (1 - target)
-    loss = ce * (1 - p_t) ** gamma
-    loss = loss * (alpha * target + (1 - alpha) * (1 - target))
-    return loss.flatten(-2).mean(-1)
+def balanced_bce(logits, target):
+    """Per-mask BCE, the mean over object pixels plus the mean over background pixels
+    (soft targets split their weight); 0.5 x the plain BCE on a half-and-half mask."""
+    ce = F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-2)
+    t = target.flatten(-2)
+    pos = (ce * t).sum(-1) / t.sum(-1).clamp_min(1.0)
+    neg = (ce * (1 - t)).sum(-1) / (1 - t).sum(-1).clamp_min(1.0)
+    return 0.5 * (pos + neg)
 
 
 def dice_loss(logits, target):
@@ -43,7 +48,7 @@ def prompt_losses(masks, ious, object_logits, target, multimask):
     of tokens 1-3 as well as token 0). Returns ``(loss, stats)``; loss averaged over B.
     """
     tgt = target[:, None].expand_as(masks)
-    per = FOCAL_WEIGHT * focal_loss(masks, tgt) + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
+    per = BCE_WEIGHT * balanced_bce(masks, tgt) + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
     present = (target.flatten(1).amax(1) > 0).float()
     best_multi = per[:, 1:].min(dim=1).values
     mask = per[:, 0] + multimask.float() * best_multi
