@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_sam.models.sam2 import Sam2Config, build_sam2
+from napari_sam.models.sam2 import SAM2_CONFIGS, Sam2Config, build_sam2
 
 _SHORT = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
 
@@ -68,16 +68,24 @@ def _fp32_predictor_class():
 
 def official_predictor(cfg: Sam2Config, seed: int = 0, corrections_as_cond: bool = False,
                        perturb=None):
-    """(official video predictor, our model) with identical perturbed weights; no hole filling."""
+    """(official video predictor, our model) with identical perturbed weights; no hole filling.
+
+    The memory-bank options of ``cfg`` (``memory_temporal_stride_for_eval``,
+    ``max_cond_frames_in_attn``) are passed on to the official model too.
+    """
     from sam2.build_sam import build_sam2_video_predictor
 
     folder = prefix = "sam2" if cfg.version == "2.0" else "sam2.1"
-    if cfg.name.split("_hiera_")[-1] in _SHORT and cfg.name.startswith(prefix + "_hiera_"):
+    if SAM2_CONFIGS.get(cfg.name) == cfg:  # an official config as it is
         size, overrides = _SHORT[cfg.name.split("_hiera_")[1]], []
     else:
         size, overrides = "t", _overrides(cfg)
     if corrections_as_cond:
         overrides.append("++model.add_all_frames_to_correct_as_cond=true")
+    overrides += [
+        f"++model.memory_temporal_stride_for_eval={cfg.memory_temporal_stride_for_eval}",
+        f"++model.max_cond_frames_in_attn={cfg.max_cond_frames_in_attn}",
+    ]
     torch.manual_seed(seed)
     pred = build_sam2_video_predictor(f"configs/{folder}/{prefix}_hiera_{size}.yaml", device="cpu",
                                       hydra_overrides_extra=overrides)

@@ -109,12 +109,12 @@ class FrameOutputStore:
         """Store ``out`` (maskmem and low_res required) on disk; keep it in RAM too."""
         if out.maskmem is None or out.low_res is None:
             raise ValueError("a stored output needs its memory features and mask logits")
-        mm = out.maskmem.detach().to(torch.bfloat16).contiguous().reshape(-1)
+        mm = out.maskmem.detach().to("cpu", torch.bfloat16).contiguous().reshape(-1)
         parts = [
             mm.view(torch.int16).numpy().tobytes(),
-            out.obj_ptr.detach().float().contiguous().numpy().tobytes(),
-            out.score.detach().float().reshape(1).numpy().tobytes(),
-            out.low_res.detach().float().contiguous().numpy().tobytes(),
+            out.obj_ptr.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(),
+            out.score.detach().to("cpu", torch.float32).reshape(1).numpy().tobytes(),
+            out.low_res.detach().to("cpu", torch.float32).contiguous().numpy().tobytes(),
         ]
         data = b"".join(parts)
         assert len(data) == self.record_bytes, (len(data), self.record_bytes)

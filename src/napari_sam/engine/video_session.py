@@ -32,6 +32,7 @@ from . import video_steps as steps
 from .frames import as_frame_stack
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
+from .projection_cache import ProjectionCache, prune
 from .prompts import check_box, check_points
 from .video_features import FrameFeatures
 from .video_state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
@@ -49,10 +50,13 @@ class VideoSession:
     ``fill_hole_area``: background specks of up to this many low-res pixels become
     foreground (0 disables; the official default is 8). ``memory_dir``: where per-frame
     memories are spilled (a temporary folder by default, removed on :meth:`close`).
+    ``projection_cache_bytes``: RAM for per-memory-frame key / value projections reused
+    across frames (see :mod:`~napari_sam.engine.projection_cache`; 0 disables).
     """
 
     def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8, *,
-                 corrections_as_cond: bool = True, memory_dir=None):
+                 corrections_as_cond: bool = True, memory_dir=None,
+                 projection_cache_bytes: int = 0):
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
         if int(fill_hole_area) < 0:
@@ -71,6 +75,7 @@ class VideoSession:
             self.num_frames, (self.cfg.mem_dim, feat, feat), self.cfg.d_model, feat * 4, memory_dir
         )
         self._objects: dict[object, ObjectTrack] = {}
+        self._projections = ProjectionCache(projection_cache_bytes) if projection_cache_bytes > 0 else None
         p = next(model.parameters())
         self._device, self._dtype = p.device, p.dtype
 
@@ -139,19 +144,18 @@ class VideoSession:
     @torch.inference_mode()
     def _run_prompt(self, obj: ObjectTrack, t: int) -> np.ndarray:
         prompt = obj.prompts[t]
-        is_init = not obj.is_tracked(t)
+        # a frame the object was tracked on gets a correction; with no conditioning frame
+        # left to correct against (all cleared; the official predictor fails there) it
+        # starts over as an initial conditioning frame
+        is_init = not obj.is_tracked(t) or not obj.cond
         is_cond = is_init or self.corrections_as_cond
         feats = self._features.get(t)
         memories = None
         if not is_init:
-            if not obj.cond:
-                raise ValueError(
-                    f"object {obj.obj_id!r} has no conditioning frame left to correct against; "
-                    "prompt it on an untracked frame first (or remove and re-add it)"
-                )
             layout = self._layout(obj, t, obj.reverse_on(t))
             memories = steps.gather_memories([layout], lambda i, f, s: self._fetch(obj, f, s),
-                                             self._dtype, self._device)
+                                             self._dtype, self._device, self.model, self._projections,
+                                             [obj.obj_id])
         if isinstance(prompt, MaskPrompt):
             out = steps.prompt_step(self.model, feats, self.num_frames, mask=prompt.mask.to(self._device),
                                     memories=memories, fill_hole_area=self.fill_hole_area)
@@ -190,7 +194,7 @@ class VideoSession:
             obj.pending[True].pop(t, None)
             out = obj.cond.pop(t, None)
             if out is not None:
-                self._store.put(obj.obj_id, t, out)
+                self._put(obj, t, out)
                 obj.direction[t] = UNTRACKED
             obj.scores[t] = float(self._store.get(obj.obj_id, t).score) if self._store.has(obj.obj_id, t) else np.nan
             self._store.keep(obj.obj_id, ())
@@ -198,17 +202,22 @@ class VideoSession:
     def remove_object(self, obj_id) -> None:
         """Forget ``obj_id``: its prompts, outputs and memories."""
         self._object(obj_id)
-        del self._objects[self._norm_id(obj_id)]
-        self._store.remove_object(self._norm_id(obj_id))
+        key = self._norm_id(obj_id)
+        del self._objects[key]
+        self._store.remove_object(key)
+        if self._projections is not None:
+            self._projections.invalidate_object(key)
 
     def reset(self) -> None:
         """Forget every object (the frames and their features stay)."""
         self._objects.clear()
         self._store.clear()
+        if self._projections is not None:
+            self._projections.clear()
 
     def close(self) -> None:
         """Delete the spilled memories; the session cannot be used afterwards."""
-        self._objects.clear()
+        self.reset()
         self._features.clear()
         self._store.close()
 
@@ -220,7 +229,9 @@ class VideoSession:
         ``max_frames``: how many frames to go beyond ``start`` (default: to the end), as the
         official ``max_frame_num_to_track``. ``"both"`` runs forward then backward from
         ``start`` (the start frame is yielded by both passes). Backward from frame 0 yields
-        nothing. Arguments are checked, and pending prompts consolidated, at the call.
+        nothing. Objects left without any prompt are not tracked (``obj_ids`` lists the
+        tracked ones); with none to track it is a ``ValueError``. Arguments are checked, and
+        pending prompts consolidated, at the call.
         """
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
@@ -248,7 +259,7 @@ class VideoSession:
 
     @torch.inference_mode()
     def _track_frame(self, t: int, reverse: bool):
-        objs = list(self._objects.values())
+        objs = [o for o in self._objects.values() if o.cond]
         todo = [o for o in objs if t not in o.cond]
         tracked: dict[object, torch.Tensor] = {}
         if todo:
@@ -257,14 +268,17 @@ class VideoSession:
             for o in todo:
                 lay = self._layout(o, t, reverse)
                 groups.setdefault(lay.key, []).append((o, lay))
+            # the image-only layer-0 work once per frame, whatever the number of groups
+            shared = self.model.memory_frame_cache(feats["image_embed"]) if len(groups) > 1 else None
             for members in groups.values():
                 layouts = [lay for _, lay in members]
                 mems = steps.gather_memories(
-                    layouts, lambda i, f, s: self._fetch(members[i][0], f, s), self._dtype, self._device
+                    layouts, lambda i, f, s: self._fetch(members[i][0], f, s), self._dtype, self._device,
+                    self.model, self._projections, [o.obj_id for o, _ in members],
                 )
-                outs = steps.track_step(self.model, feats, self.num_frames, mems, self.fill_hole_area)
+                outs = steps.track_step(self.model, feats, self.num_frames, mems, self.fill_hole_area, shared)
                 for (o, _), out in zip(members, outs):
-                    self._store.put(o.obj_id, t, out)
+                    self._put(o, t, out)
                     tracked[o.obj_id] = out.low_res
                     o.scores[t] = float(out.score)
         reach = frames_in_reach(self.cfg, t, reverse, self.num_frames)
@@ -273,6 +287,8 @@ class VideoSession:
             o.direction[t] = 1 if reverse else 0
             lows.append(o.cond[t].low_res if t in o.cond else tracked[o.obj_id])
             self._store.keep(o.obj_id, reach)
+        if self._projections is not None:
+            prune(self._projections, lambda key: all(src == COND or f in reach for f, src in key[1]))
         logits = steps.to_frame_size(torch.stack(lows), self.frame_shape).cpu().numpy()
         return t, [o.obj_id for o in objs], logits
 
@@ -281,6 +297,8 @@ class VideoSession:
         """Encode the memories of prompted frames and file them (official preflight)."""
         if not self._objects:
             raise ValueError("no objects yet: add prompts first")
+        if not any(o.cond or o.has_pending() for o in self._objects.values()):
+            raise ValueError("no object has prompts left: add prompts first")
         by_frame: dict[int, list[FrameOutput]] = {}
         for o in self._objects.values():
             for is_cond in (False, True):
@@ -294,18 +312,24 @@ class VideoSession:
                 for t, out in o.pending[is_cond].items():
                     if is_cond:
                         o.cond[t] = out
+                        self._changed(o.obj_id, t)
                     else:
-                        self._store.put(o.obj_id, t, out)
+                        self._put(o, t, out)
                 o.pending[is_cond].clear()
-            if not o.cond:
-                raise ValueError(
-                    f"object {o.obj_id!r} has no prompts on any frame: prompt it or remove_object() it"
-                )
             for t in o.cond:
                 self._store.discard(o.obj_id, t)
             self._store.keep(o.obj_id, ())
 
     # ------------------------------------------------------------------ helpers
+    def _put(self, obj: ObjectTrack, t: int, out: FrameOutput) -> None:
+        """File a non-conditioning output (disk + RAM window)."""
+        self._store.put(obj.obj_id, t, out)
+        self._changed(obj.obj_id, t)
+
+    def _changed(self, obj_id, t: int) -> None:
+        if self._projections is not None:
+            self._projections.invalidate(obj_id, t)
+
     def _layout(self, obj: ObjectTrack, t: int, reverse: bool):
         return memory_layout(self.cfg, t, reverse, list(obj.cond),
                              lambda f: self._store.has(obj.obj_id, f), self.num_frames)

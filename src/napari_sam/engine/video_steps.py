@@ -30,23 +30,53 @@ def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
     return x if x.shape[0] == batch else x.expand(batch, *x.shape[1:])
 
 
+def projection_bytes(model, batch: int) -> int:
+    """Size of one projected memory frame (keys and values of every layer) for ``batch``."""
+    cfg = model.config
+    p = next(model.parameters())
+    return 2 * cfg.memory_attention_layers * cfg.feat_size**2 * cfg.d_model * p.element_size() * batch
+
+
 def gather_memories(
     layouts: Sequence[MemoryLayout],
     fetch: Callable[[int, int, str], FrameOutput],
     dtype: torch.dtype,
     device,
+    model=None,
+    cache=None,
+    obj_ids: Sequence | None = None,
 ) -> tuple[list[tuple], list[tuple]]:
     """Stack the memories of objects with structurally equal layouts.
 
     ``fetch(i, frame, source)`` returns object ``i``'s output. Returns ``(memories,
     pointers)`` in the form :meth:`Sam2.condition_on_memory` takes: ``[(maskmem (B, M, h,
-    w), None, t_pos)]`` and ``[(obj_ptr (B, C), distance)]``.
+    w) or its projection, None, t_pos)]`` and ``[(obj_ptr (B, C), distance)]``. With a
+    :class:`~napari_sam.engine.projection_cache.ProjectionCache` (and ``model``,
+    ``obj_ids``), memory frames are projected once and reused while the group's working
+    set fits the cache budget.
     """
     first = layouts[0]
+    use_cache = (
+        cache is not None
+        and cache.fits(projection_bytes(model, len(layouts)), model.config.num_maskmem + 1)
+    )
     memories = []
     for j, (t_pos, _, _) in enumerate(first.spatial):
+        key = None
+        if use_cache:
+            key = (tuple(obj_ids), tuple((lay.spatial[j][1], lay.spatial[j][2]) for lay in layouts))
+            pm = cache.get(key)
+            if pm is not None:
+                memories.append((pm, None, t_pos))
+                continue
         mm = torch.stack([fetch(i, lay.spatial[j][1], lay.spatial[j][2]).maskmem for i, lay in enumerate(layouts)])
-        memories.append((mm.to(device=device, dtype=dtype), None, t_pos))
+        mm = mm.to(device=device, dtype=dtype)
+        if use_cache:
+            pm = model.project_memory(mm)
+            cache.put(key, pm)
+            memories.append((pm, None, t_pos))
+        else:
+            memories.append((mm, None, t_pos))
     pointers = []
     for j, (dist, _, _) in enumerate(first.pointers):
         ptr = torch.stack([fetch(i, lay.pointers[j][1], lay.pointers[j][2]).obj_ptr for i, lay in enumerate(layouts)])
@@ -127,7 +157,8 @@ def track_step(
     embed = feats["image_embed"]
     hr = high_res_feats(feats)
     mems, ptrs = memories
-    batch = mems[0][0].shape[0]
+    first = mems[0][0]
+    batch = first.batch if hasattr(first, "batch") else first.shape[0]
     kwargs = {} if frame_cache is None else {"frame_cache": frame_cache}
     pix = model.condition_on_memory(embed, mems, ptrs, num_frames, **kwargs)
     heads = model.forward_sam_heads(pix, hr, multimask=model.use_multimask(False, 0))
