@@ -265,3 +265,38 @@ def test_memory_store_round_trip_is_exact(tmp_path):
     folder = store.directory
     store.close()
     assert not os.path.exists(folder)
+
+
+def test_projection_cache_reuses_bounded_and_agrees(model, frames):
+    from conftest import max_rel_err
+
+    plain = _session(model, frames, fill_hole_area=0)
+    cached = _session(model, frames, fill_hole_area=0, projection_cache_bytes=4 * 2**20)
+    for s in (plain, cached):
+        s.add_prompts(1, 1, points=[[20, 15]], labels=[1])
+        s.add_prompts(1, 2, points=[[45, 30]], labels=[1])
+    for (_, _, a), (_, _, b) in zip(plain.propagate(), cached.propagate()):
+        assert max_rel_err(b, a) < 1e-5
+    cache = cached._projections
+    assert cache.hits > cache.misses > 0  # each memory frame projected once, reused after
+    assert 0 < cache.used <= cache.budget
+
+
+def test_projection_cache_invalidation_and_budget():
+    from types import SimpleNamespace
+
+    from napari_sam.engine.projection_cache import ProjectionCache
+
+    def pm(n):  # a stand-in projected memory of n floats
+        return SimpleNamespace(keys=[torch.zeros(n)], values=[])
+
+    cache = ProjectionCache(budget_bytes=4 * 100)
+    cache.put(((1, 2), ((4, NONCOND), (4, NONCOND))), pm(40))
+    cache.put(((1, 2), ((0, COND), (2, COND))), pm(40))
+    cache.invalidate(2, 4)
+    assert cache.get(((1, 2), ((4, NONCOND), (4, NONCOND)))) is None
+    assert cache.get(((1, 2), ((0, COND), (2, COND)))) is not None
+    cache.put(((3,), ((5, NONCOND),)), pm(70))  # over budget together: the oldest goes
+    assert len(cache) == 1 and cache.used == 280
+    cache.put(((3,), ((6, NONCOND),)), pm(200))  # larger than the budget: not kept
+    assert len(cache) == 1
