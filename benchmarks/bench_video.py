@@ -101,7 +101,7 @@ def run(cfg, frames, k: int, warmup: int, tmp: Path, cache_bytes: int) -> dict:
 
 def write_markdown() -> None:
     rows = []
-    for f in sorted(RESULTS.glob("video_*.json")):
+    for f in sorted(RESULTS.glob("video_speed_*.json")):
         rows.append(json.loads(f.read_text()))
     lines = ["# SAM 2 video propagation: VideoSession vs official SAM2VideoPredictor", "",
              "Per-frame tracking time (all objects, image features precomputed), median after a",
@@ -109,8 +109,9 @@ def write_markdown() -> None:
              "Produced by `benchmarks/bench_video.py`.", ""]
     for r in rows:
         lines += [f"## {r['config']} at {r['image_size']} px, {r['frame_shape'][0]}x{r['frame_shape'][1]} frames",
-                  "", f"Machine: {r['machine']}; {r['frames']} frames, warm-up {r['warmup']} tracked frame(s); "
-                  f"projection cache {r['cache_mb']} MiB.", "",
+                  "", f"Machine: {r['machine']}; {r['frames']} frames, clicks on frame 0, the first "
+                  f"{r['warmup']} tracked frame(s) not timed (the memory bank holds all 7 memories from frame 7 on); "
+                  f"projection cache {r['cache_mb']} MiB." + (f" {r['note']}." if r.get("note") else ""), "",
                   "| measure | official | ours | ratio (ours / official) |", "|---|---|---|---|"]
         enc = r["runs"][0]
         lines.append(f"| image encoder, one frame | {enc['encoder_official_s']:.3f} s | {enc['encoder_ours_s']:.3f} s "
@@ -151,7 +152,8 @@ def main() -> None:
               "frames": args.frames, "warmup": args.warmup, "cache_mb": args.cache_mb,
               "machine": machine(), "runs": runs}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / f"video_{args.config}_{cfg.image_size}.json").write_text(json.dumps(record, indent=1))
+    name = f"video_speed_{args.config}_{cfg.image_size}_f{args.frames}w{args.warmup}_o{'-'.join(map(str, args.objects))}"
+    (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1))
     write_markdown()
     print((RESULTS / "video.md").read_text())
 
