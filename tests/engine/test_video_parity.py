@@ -2,8 +2,9 @@
 
 Every yielded frame is compared per object: max |ours - official| <= 1e-4 * max |official|
 and the binarised masks agree on >= 99.9 % of the pixels. Hole filling is off on both
-sides (the official one needs its CUDA extension). Reduced configs (256 px model input,
-12 frames of 96 x 128) keep this file fast; one full-size sam2.1 tiny case is marked slow.
+sides (the official one needs its CUDA extension). Reduced configs (256 px model input, 128 px
+for the secondary cases; 12 frames of 96 x 128) keep this file fast; one full-size sam2.1 tiny
+case is marked slow.
 
 Weights: official init + ``perturb_`` (scale 0.06; 0.05 for SAM 2.0), so that the masks cover
 a varying part of the frame and object scores vary; the vanishing-object case shifts the
@@ -104,8 +105,8 @@ def _disk_mask(t):
     return (yy - 0.35 * H - 0.01 * H * t) ** 2 + (xx - 0.3 * W - 0.02 * W * t) ** 2 <= (0.16 * H) ** 2
 
 
-@pytest.mark.parametrize("version, cache_mb", [("2.1", 0), ("2.0", 0), ("2.1", 64)])
-def test_points_box_both_ways_correction_and_late_object(tmp_path, version, cache_mb):
+@pytest.mark.parametrize("version, cache_mb, size", [("2.1", 0, 256), ("2.0", 0, 256), ("2.1", 64, 128)])
+def test_points_box_both_ways_correction_and_late_object(tmp_path, version, cache_mb, size):
     """A by a click on 4, B by a box on 6, both ways; a correction on 9 (corrections as
     conditioning frames, our default), forward again; then C added by a mask on 2 after
     tracking started, both ways again. ``cache_mb``: the projection cache (a different
@@ -113,7 +114,7 @@ def test_points_box_both_ways_correction_and_late_object(tmp_path, version, cach
     # smaller noise for 2.0: its tracking amplifies float differences more (through the
     # bf16-rounded memories) and would leave little margin at 0.06
     weights = _weights(scale=0.05 if version == "2.0" else 0.06)
-    pair = Pair(tmp_path, reduced_config(version, image_size=256), moving_blobs(T, H, W),
+    pair = Pair(tmp_path, reduced_config(version, image_size=size), moving_blobs(T, H, W),
                 corrections_as_cond=True, weights=weights, projection_cache_bytes=cache_mb * 2**20)
     pair.points(4, 1, points=[[40, 35]], labels=[1])
     pair.points(6, 2, box=[70, 40, 110, 80])
@@ -124,14 +125,14 @@ def test_points_box_both_ways_correction_and_late_object(tmp_path, version, cach
     pair.mask(2, 3, _disk_mask(2))
     pair.propagate()
     pair.propagate(reverse=True)
-    pair.report(f"points/box/correction/late object, SAM {version}, projection cache {cache_mb} MiB")
+    pair.report(f"points/box/correction/late object, SAM {version}, {size} px, projection cache {cache_mb} MiB")
 
 
 def test_official_default_corrections(tmp_path):
     """``corrections_as_cond=False`` is the official default, quirks included: a correction
     click on a tracked frame (clear=False appends), propagating from the frame after it
     uses it; propagating over it re-tracks it without the correction."""
-    pair = Pair(tmp_path, reduced_config("2.1", image_size=256), moving_blobs(T, H, W),
+    pair = Pair(tmp_path, reduced_config("2.1", image_size=128), moving_blobs(T, H, W),
                 corrections_as_cond=False, weights=_weights())
     pair.points(4, 1, points=[[40, 35]], labels=[1])
     pair.points(6, 2, box=[70, 40, 110, 80])
@@ -163,7 +164,7 @@ def test_vanishing_object(tmp_path):
 def test_clear_frame_and_remove_object(tmp_path):
     """Official ``clear_all_prompts_in_frame`` (the conditioning output stays as a plain
     memory) and ``remove_object``, then propagation both ways."""
-    pair = Pair(tmp_path, reduced_config("2.1", image_size=256), moving_blobs(T, H, W),
+    pair = Pair(tmp_path, reduced_config("2.1", image_size=128), moving_blobs(T, H, W),
                 corrections_as_cond=True, weights=_weights())
     pair.points(4, 1, points=[[40, 35]], labels=[1])
     pair.points(8, 1, points=[[50, 40]], labels=[1])
@@ -182,7 +183,7 @@ def test_clear_frame_and_remove_object(tmp_path):
 
 def test_memory_stride_and_cond_limit(tmp_path):
     """Non-default memory-bank options: temporal stride 2, at most 2 conditioning frames."""
-    cfg = reduced_config("2.1", image_size=256, memory_temporal_stride_for_eval=2, max_cond_frames_in_attn=2)
+    cfg = reduced_config("2.1", image_size=128, memory_temporal_stride_for_eval=2, max_cond_frames_in_attn=2)
     pair = Pair(tmp_path, cfg, moving_blobs(T, H, W), corrections_as_cond=True, weights=_weights())
     for t, x in ((2, 36), (6, 44), (10, 52)):
         pair.points(t, 1, points=[[x, 37]], labels=[1])
@@ -194,7 +195,7 @@ def test_memory_stride_and_cond_limit(tmp_path):
 def test_correction_long_after_tracking(tmp_path):
     """30 frames tracked, then a correction on frame 8: its memories come back from disk."""
     n = 30
-    pair = Pair(tmp_path, reduced_config("2.1", image_size=256), moving_blobs(n, H, W),
+    pair = Pair(tmp_path, reduced_config("2.1", image_size=128), moving_blobs(n, H, W),
                 corrections_as_cond=True, weights=_weights())
     pair.points(0, 1, points=[[38, 34]], labels=[1])
     pair.propagate()

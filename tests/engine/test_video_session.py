@@ -300,3 +300,18 @@ def test_projection_cache_invalidation_and_budget():
     assert len(cache) == 1 and cache.used == 280
     cache.put(((3,), ((6, NONCOND),)), pm(200))  # larger than the budget: not kept
     assert len(cache) == 1
+
+
+def test_batching_objects_does_not_change_results(model, frames):
+    from conftest import max_rel_err
+
+    clicks = [[15, 12], [45, 30], [30, 40]]
+    one, all_ = _session(model, frames, fill_hole_area=0, max_batch=1), _session(model, frames, fill_hole_area=0)
+    assert all_.max_batch >= 3
+    for s in (one, all_):
+        for i, c in enumerate(clicks):
+            s.add_prompts(1, i, points=[c], labels=[1])
+    for (_, _, a), (_, _, b) in zip(one.propagate(), all_.propagate()):
+        assert max_rel_err(b, a) < 1e-5
+    with pytest.raises(ValueError, match="max_batch"):
+        _session(model, frames, max_batch=0)

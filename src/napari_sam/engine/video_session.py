@@ -52,11 +52,13 @@ class VideoSession:
     memories are spilled (a temporary folder by default, removed on :meth:`close`).
     ``projection_cache_bytes``: RAM for per-memory-frame key / value projections reused
     across frames (see :mod:`~napari_sam.engine.projection_cache`; 0 disables).
+    ``max_batch``: most objects per batched forward (None: all on a GPU; on a CPU as many as
+    keep a batch's memory keys and values within ~32 MiB, which measured fastest there).
     """
 
     def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8, *,
                  corrections_as_cond: bool = True, memory_dir=None,
-                 projection_cache_bytes: int = 0):
+                 projection_cache_bytes: int = 0, max_batch: int | None = None):
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
         if int(fill_hole_area) < 0:
@@ -78,6 +80,9 @@ class VideoSession:
         self._projections = ProjectionCache(projection_cache_bytes) if projection_cache_bytes > 0 else None
         p = next(model.parameters())
         self._device, self._dtype = p.device, p.dtype
+        if max_batch is not None and int(max_batch) < 1:
+            raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
+        self.max_batch = steps.auto_batch(model, self._device) if max_batch is None else int(max_batch)
 
     # ------------------------------------------------------------------ info
     @property
@@ -268,9 +273,10 @@ class VideoSession:
             for o in todo:
                 lay = self._layout(o, t, reverse)
                 groups.setdefault(lay.key, []).append((o, lay))
-            # the image-only layer-0 work once per frame, whatever the number of groups
-            shared = self.model.memory_frame_cache(feats["image_embed"]) if len(groups) > 1 else None
-            for members in groups.values():
+            batches = [g[i : i + self.max_batch] for g in groups.values() for i in range(0, len(g), self.max_batch)]
+            # the image-only layer-0 work once per frame, whatever the number of batches
+            shared = self.model.memory_frame_cache(feats["image_embed"]) if len(batches) > 1 else None
+            for members in batches:
                 layouts = [lay for _, lay in members]
                 mems = steps.gather_memories(
                     layouts, lambda i, f, s: self._fetch(members[i][0], f, s), self._dtype, self._device,
