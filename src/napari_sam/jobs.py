@@ -109,25 +109,11 @@ def frame_count(frames, stack_axis) -> int:
 
 
 def frame_at(frames, stack_axis, t: int) -> np.ndarray:
-    return np.asarray(frames if stack_axis is None else frames[t])
+    from .engine.frames import read
+
+    return read(frames if stack_axis is None else frames[t])
 
 
-def _local_reads(fn):
-    """Run ``fn`` with dask reads done in the calling thread: inside a distributed worker
-    the lazy input must not be sent back to the scheduler as a graph of its own."""
-    import functools
-
-    @functools.wraps(fn)
-    def wrapper(*args, **kwargs):
-        import dask
-
-        with dask.config.set(scheduler="synchronous"):
-            return fn(*args, **kwargs)
-
-    return wrapper
-
-
-@_local_reads
 def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, frames_todo, contrast_limits) -> int:
     """Compute and store the features of ``frames_todo``; returns how many were new."""
     from .engine.embedding_store import EmbeddingStore
@@ -142,7 +128,6 @@ def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, fram
     return new
 
 
-@_local_reads
 def segment_frames(model_spec: ModelSpec, source: InputSpec, frames_todo, params: dict, contrast_limits,
                    store_path: str | None = None) -> list[np.ndarray]:
     """Segment everything on each of ``frames_todo``; their (H, W) int32 labels, in order."""

@@ -22,6 +22,16 @@ SAMPLES_PER_AXIS = 64
 _HASH_BLOCK_BYTES = 64 * 1024 * 1024  # raw bytes read per block of frames while hashing
 
 
+def read(x) -> np.ndarray:
+    """``x`` as a numpy array. A dask array is computed in the calling thread: inside a
+    ``dask.distributed`` worker the default would send its graph back to the scheduler (which
+    cannot serialise it, and the process-wide ``dask.config`` cannot be switched safely per
+    thread)."""
+    if hasattr(x, "dask") and hasattr(x, "compute"):
+        x = x.compute(scheduler="synchronous")
+    return np.asarray(x)
+
+
 def _is_array_like(x) -> bool:
     return all(hasattr(x, a) for a in ("shape", "dtype", "__getitem__"))
 
@@ -67,7 +77,7 @@ class FrameStack:
     def __getitem__(self, t: int) -> np.ndarray:
         """Frame ``t`` as a numpy array, (H, W) or (H, W, C)."""
         t = self._index(t)
-        return np.asarray(self.data if self.single else self.data[t])
+        return read(self.data if self.single else self.data[t])
 
     def _index(self, t) -> int:
         if not isinstance(t, (int, np.integer)):
@@ -114,9 +124,9 @@ def data_signature(frames) -> dict:
     block = max(1, min(len(stack), _HASH_BLOCK_BYTES // frame_bytes))
     for start in range(0, len(stack), block):
         if stack.single:
-            sample = np.asarray(stack.data[::sy, ::sx])[None]
+            sample = read(stack.data[::sy, ::sx])[None]
         else:
-            sample = np.asarray(stack.data[start : start + block, ::sy, ::sx])
+            sample = read(stack.data[start : start + block, ::sy, ::sx])
         hasher.update(np.ascontiguousarray(sample, dtype=native).tobytes())
     return {
         "version": SIGNATURE_VERSION,

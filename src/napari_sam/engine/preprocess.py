@@ -19,6 +19,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
+from .frames import read
+
 SAM1_MEAN = (123.675, 116.28, 103.53)
 SAM1_STD = (58.395, 57.12, 57.375)
 SAM2_MEAN = (0.485, 0.456, 0.406)
@@ -57,7 +59,7 @@ def estimate_contrast_limits(frames, max_frames: int = 16) -> tuple[float, float
     n = int(frames.shape[0])
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
     per_frame = max(1, 1_000_000 // len(picks))
-    samples = [_finite_sample(np.asarray(frames[int(i)]), per_frame) for i in picks]
+    samples = [_finite_sample(read(frames[int(i)]), per_frame) for i in picks]
     return robust_limits(np.concatenate(samples))
 
 
