@@ -12,6 +12,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .malloc_tuning import tune_malloc
 from .preprocess import preprocess_sam1, preprocess_sam2_image, sam1_resized_shape, to_uint8_rgb
 from .prompts import check_box, check_mask_logits, check_points
 
@@ -43,10 +44,12 @@ class ImagePredictor:
     def __init__(self, model: torch.nn.Module) -> None:
         if getattr(model, "family", None) not in ("sam1", "sam2"):
             raise TypeError("ImagePredictor needs a model from napari_sam.load_model()")
+        tune_malloc()
         self.model = model.eval()
         self._feats: dict[str, torch.Tensor] | None = None
         self._orig_hw: tuple[int, int] | None = None
         self._input_hw: tuple[int, int] | None = None
+        self._decoder_cache: dict = {}  # the decoder's prompt-independent work on this image
 
     # -- image ---------------------------------------------------------------------------
     @property
@@ -65,6 +68,7 @@ class ImagePredictor:
         pre = preprocess_sam1 if self.model.family == "sam1" else preprocess_sam2_image
         x = pre(rgb, self.image_size).to(_model_device(self.model))
         self._feats = self.model.encode_image(x)
+        self._decoder_cache = {}
         self._orig_hw = rgb.shape[:2]
         self._input_hw = self._input_shape(*rgb.shape[:2])
 
@@ -73,6 +77,7 @@ class ImagePredictor:
         dev = _model_device(self.model)
         self._feats = {k: torch.as_tensor(np.asarray(v) if not torch.is_tensor(v) else v).to(dev)
                        for k, v in features.items()}
+        self._decoder_cache = {}
         self._orig_hw = (int(image_hw[0]), int(image_hw[1]))
         self._input_hw = self._input_shape(*self._orig_hw)
 
@@ -114,7 +119,7 @@ class ImagePredictor:
             kw["mask_input"] = torch.as_tensor(mask, device=dev)[None]
         if self.model.family == "sam2":
             kw["return_object_scores"] = True
-        out = self.model.decode(self._feats, multimask=multimask, **kw)
+        out = self.model.decode(self._feats, multimask=multimask, image_cache=self._decoder_cache, **kw)
         low_res, iou = out[0], out[1]
         obj = out[2] if len(out) > 2 else None
         logits = low_res[0].float()

@@ -30,6 +30,7 @@ import torch.nn.functional as F
 
 from . import video_steps as steps
 from .frames import as_frame_stack
+from .malloc_tuning import tune_malloc
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
 from .projection_cache import ProjectionCache, prune
@@ -61,6 +62,7 @@ class VideoSession:
                  projection_cache_bytes: int = 0, max_batch: int | None = None):
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
+        tune_malloc()
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model.eval()

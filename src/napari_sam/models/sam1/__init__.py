@@ -5,7 +5,7 @@ The prompt encoder, two-way transformer and mask decoder are shared with SAM 2
 """
 
 from .image_encoder import ImageEncoderViT
-from .mask_decoder import MaskDecoder
+from .mask_decoder import MaskDecoder, decoder_cache
 from .prompt_encoder import PromptEncoder
 from .sam import SAM1_PRESETS, Sam1, Sam1Config, build_sam1
 from .transformer import TwoWayTransformer
@@ -19,4 +19,5 @@ __all__ = [
     "Sam1Config",
     "TwoWayTransformer",
     "build_sam1",
+    "decoder_cache",
 ]

@@ -21,6 +21,24 @@ def _one_if_expanded(x: torch.Tensor) -> torch.Tensor:
     return x[:1] if x.shape[0] > 1 and x.stride(0) == 0 else x
 
 
+def decoder_cache(cache: dict | None, feats: dict, mask_input) -> dict | None:
+    """``cache`` ready for one decode on ``feats``, or None where it must not be used: with a
+    mask prompt (the dense embedding then depends on the prompt), with gradients on (training),
+    without a cache, or for a batch of images. A cache last used with other features is emptied
+    first — but only a caller knows when its features are replaced by others that happen to
+    reuse the memory: it must start a new cache then."""
+    if cache is None or mask_input is not None or torch.is_grad_enabled():
+        return None
+    embed = feats["image_embed"]
+    if embed.shape[0] != 1:
+        return None
+    key = (embed.data_ptr(), tuple(embed.shape), embed.dtype, embed.device)
+    if cache.get("feats") != key:
+        cache.clear()
+        cache["feats"] = key
+    return cache
+
+
 def _deconv2x2(tokens: torch.Tensor, conv: nn.ConvTranspose2d, h: int, w: int) -> torch.Tensor:
     """A kernel-2 stride-2 ``ConvTranspose2d`` on channels-last tokens ``(B, h*w, C_in)``.
 
@@ -105,6 +123,7 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         repeat_image: bool = True,
         high_res_features: list[torch.Tensor] | None = None,
+        image_cache: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode B prompt sets.
 
@@ -117,11 +136,15 @@ class MaskDecoder(nn.Module):
         ``multimask_output`` else 1), ``sam_tokens_out (B, 1 or K, C)`` (the mask tokens used
         as SAM 2 object pointers) and ``object_score_logits (B, 1)`` (10.0 when the decoder has
         no object-score head).
+
+        ``image_cache``: prompt-independent work kept between calls on the same image and dense
+        embedding (see :meth:`TwoWayTransformer.forward`); only without a mask prompt.
         """
         if not repeat_image and image_embeddings.shape[0] != sparse_prompt_embeddings.shape[0]:
             raise ValueError("repeat_image=False needs one image embedding per prompt set")
         masks, iou, mask_tokens_out, object_score_logits = self.predict_masks(
-            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features
+            image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features,
+            image_cache,
         )
         if multimask_output:
             masks, iou = masks[:, 1:], iou[:, 1:]
@@ -149,6 +172,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         high_res_features: list[torch.Tensor] | None = None,
+        image_cache: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks and IoUs, the mask tokens, object-score logits."""
         batch = sparse_prompt_embeddings.shape[0]
@@ -157,8 +181,11 @@ class MaskDecoder(nn.Module):
 
         # A batch expanded from one row (stride 0: no mask input, a shared image) is used as
         # batch 1, so the image embedding is not copied once per prompt set.
-        src = _one_if_expanded(image_embeddings) + _one_if_expanded(dense_prompt_embeddings)
-        hs, src = self.transformer(src, image_pe, tokens)
+        if image_cache is not None and "keys" in image_cache:
+            src = None  # the transformer takes the image side from the cache
+        else:
+            src = _one_if_expanded(image_embeddings) + _one_if_expanded(dense_prompt_embeddings)
+        hs, src = self.transformer(src, image_pe, tokens, image_cache)
         first = 1 if self.pred_obj_scores else 0
         iou_token_out = hs[:, first]
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]

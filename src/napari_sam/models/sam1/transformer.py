@@ -53,10 +53,16 @@ class Attention(nn.Module):
         b, n, c = x.shape
         return x.view(b, n, self.num_heads, c // self.num_heads).transpose(1, 2)
 
-    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor) -> torch.Tensor:
-        q, k, v = _broadcast_batch(
-            self._heads(self.q_proj(q)), self._heads(self.k_proj(k)), self._heads(self.v_proj(v))
-        )
+    def project(self, which: str, x: torch.Tensor) -> torch.Tensor:
+        """``x`` through ``{which}_proj`` (``which`` in q, k, v), split into heads."""
+        return self._heads(getattr(self, which + "_proj")(x))
+
+    def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
+                projected: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
+        """``projected`` may hold already projected heads for any of ``q``, ``k``, ``v``
+        (the input of that name is then not used)."""
+        pre = projected or {}
+        q, k, v = _broadcast_batch(*(pre[n] if n in pre else self.project(n, x) for n, x in zip("qkv", (q, k, v))))
         out = attention(q, k, v)
         b, _, n, _ = out.shape
         return self.out_proj(out.transpose(1, 2).reshape(b, n, self.internal_dim))
@@ -97,7 +103,9 @@ class TwoWayAttentionBlock(nn.Module):
         keys: torch.Tensor,
         query_pe: torch.Tensor,
         key_pe: torch.Tensor,
+        image_cache: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``image_cache``: see :meth:`TwoWayTransformer.forward` (first block only)."""
         if self.skip_first_layer_pe:
             queries = self.self_attn(queries, queries, queries)
         else:
@@ -105,11 +113,20 @@ class TwoWayAttentionBlock(nn.Module):
             queries = queries + self.self_attn(q, q, queries)
         queries = self.norm1(queries)
 
-        k = keys + key_pe
-        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys))
+        if image_cache is None:
+            k, t2i, i2t = keys + key_pe, None, None
+        else:
+            if "k" not in image_cache:  # prompt-independent: the image side as it enters the block
+                k = keys + key_pe
+                image_cache["k"] = k
+                image_cache["t2i"] = {"k": self.cross_attn_token_to_image.project("k", k),
+                                      "v": self.cross_attn_token_to_image.project("v", keys)}
+                image_cache["i2t"] = {"q": self.cross_attn_image_to_token.project("q", k)}
+            k, t2i, i2t = image_cache["k"], image_cache["t2i"], image_cache["i2t"]
+        queries = self.norm2(queries + self.cross_attn_token_to_image(queries + query_pe, k, keys, t2i))
         queries = self.norm3(queries + self.mlp(queries))
 
-        update = self.cross_attn_image_to_token(k, queries + query_pe, queries)
+        update = self.cross_attn_image_to_token(k, queries + query_pe, queries, i2t)
         keys = self.norm4(keys + update)  # batch P from here on, even if keys had batch 1
         return queries, keys
 
@@ -152,18 +169,33 @@ class TwoWayTransformer(nn.Module):
         image_embedding: torch.Tensor,
         image_pe: torch.Tensor,
         point_embedding: torch.Tensor,
+        image_cache: dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B|1, C, h, w)`` image, ``(B|1, C, h, w)`` its encoding, ``(B, N, C)`` tokens.
 
         -> tokens ``(B, N, C)`` and image tokens ``(B, h*w, C)``.
+
+        ``image_cache``: a dict kept by the caller for one batch-1 ``image_embedding`` (with
+        its dense prompt embedding) and ``image_pe``, under inference. The first call fills it
+        with everything that does not depend on the prompts — the token-major image, and the
+        first block's key / value projections (tokens -> image) and query projection
+        (image -> tokens) — and later calls reuse it (``image_embedding`` is then not read).
+        The results are the same; a click costs about a third fewer large matrix products.
         """
-        # token-major and contiguous once: every later add / norm / projection is then a
-        # dense pass instead of a strided one
-        keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
-        key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+        if image_cache is not None and "keys" in image_cache:
+            keys, key_pe = image_cache["keys"], image_cache["key_pe"]
+        else:
+            # token-major and contiguous once: every later add / norm / projection is then a
+            # dense pass instead of a strided one
+            keys = image_embedding.flatten(2).transpose(1, 2).contiguous()
+            key_pe = image_pe.flatten(2).transpose(1, 2).contiguous()
+            if image_cache is not None:
+                if keys.shape[0] != 1:
+                    raise ValueError("image_cache needs a batch-1 image embedding")
+                image_cache.update(keys=keys, key_pe=key_pe)
         queries = point_embedding
-        for layer in self.layers:
-            queries, keys = layer(queries, keys, point_embedding, key_pe)
+        for i, layer in enumerate(self.layers):
+            queries, keys = layer(queries, keys, point_embedding, key_pe, image_cache if i == 0 else None)
         attn_out = self.final_attn_token_to_image(queries + point_embedding, keys + key_pe, keys)
         queries = self.norm_final_attn(queries + attn_out)
         if keys.shape[0] != queries.shape[0]:  # depth 0 with a batch-1 image

@@ -45,7 +45,7 @@ import torch
 from torch import nn
 
 from ..common import MLP
-from ..sam1 import MaskDecoder, PromptEncoder, TwoWayTransformer
+from ..sam1 import MaskDecoder, PromptEncoder, TwoWayTransformer, decoder_cache
 from . import heads
 from .config import Sam2Config
 from .heads import NO_OBJ_SCORE, SamHeadsOutput  # noqa: F401  (re-exported)
@@ -165,6 +165,7 @@ class Sam2(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask: bool = True,
+        image_cache: dict | None = None,
         return_object_scores: bool = False,
     ):
         """Decode prompts against one encoded image, like the official ``SAM2ImagePredictor``.
@@ -180,6 +181,10 @@ class Sam2(nn.Module):
         ``object_score_logits (P, 1)`` when ``return_object_scores``. The logits are the
         raw decoder output: the official predictor additionally returns them clamped to
         [-32, 32] as its "low-res masks" (and upsamples the unclamped ones).
+        
+        ``image_cache``: a dict the caller keeps beside ``feats`` (one image); under no-grad
+        inference and without ``mask_input`` the decoder keeps its prompt-independent work in
+        it (:func:`decoder_cache`) — the same masks, a faster click.
         """
         embed = feats["image_embed"].to(self.dtype)
         if self.config.directly_add_no_mem_embed:
@@ -207,6 +212,7 @@ class Sam2(nn.Module):
             multimask_output=multimask,
             repeat_image=True,
             high_res_features=self._high_res(feats),
+            image_cache=decoder_cache(image_cache, feats, mask_input),
         )
         return (masks, iou, obj_scores) if return_object_scores else (masks, iou)
 
