@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from napari_sam.models.sam2 import build_sam2
+from napari_sam.training.init import tie_cross_attention
 from napari_sam.training.loop import Recipe, train
 from napari_sam.weights import embedded_config
 
@@ -41,6 +42,7 @@ def main(argv=None) -> None:
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
     torch.manual_seed(recipe.seed)
     model = build_sam2(embedded_config())
+    tie_cross_attention(model)  # a resumed run then loads its checkpoint over it
     train(model, recipe, args.out, log=lambda s: print(s, flush=True))
 
 

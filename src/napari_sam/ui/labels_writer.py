@@ -50,6 +50,32 @@ def write_masks(layer, lead: tuple[int, ...], masks: dict[int, np.ndarray], over
     return held
 
 
+def write_labels(layer, slices: dict[tuple[int, ...], np.ndarray], overwrite: bool = False) -> int:
+    """Paint whole labels images (automatic results) into 2D slices: ``slices`` maps a
+    slice's leading index to an (H, W) labels image whose non-zero pixels are written.
+
+    Without ``overwrite`` only free pixels (0) are written, so labels already there are
+    kept; with it the new labels paint over them. Every slice of the call forms ONE undo
+    step. The ids must be new to the layer (see :func:`next_free_id`). Returns the pixels
+    written.
+    """
+    planes = {}
+    for lead, labels in slices.items():
+        labels = np.asarray(labels)
+        plane = np.asarray(layer.data[lead] if lead else layer.data)
+        if labels.shape != plane.shape:
+            raise ValueError(f"labels of shape {labels.shape} do not fit the labels slice {plane.shape}")
+        planes[lead] = (labels, plane)
+    written = 0
+    with layer.block_history():
+        for lead, (labels, plane) in planes.items():
+            take = labels != 0 if overwrite else (labels != 0) & (plane == 0)
+            if take.any():
+                layer.data_setitem(_full_index(lead, take), labels[take].astype(plane.dtype))
+                written += int(np.count_nonzero(take))
+    return written
+
+
 def clear_object(layer, lead: tuple[int, ...], obj: int) -> int:
     """Remove object ``obj`` from the slice (one undo step). Returns pixels cleared."""
     plane = np.asarray(layer.data[lead] if lead else layer.data)

@@ -18,6 +18,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from .automatic_panel import AutomaticPanel
 from .layer_combo import LayerCombo
 from .model_panel import ModelPanel
 
@@ -112,6 +113,9 @@ def build_layout(w: SamWidget) -> None:
     lay.addWidget(w.tracks_check)
     lay.addWidget(w.visibility)
     root.addWidget(w.video_box)
+
+    w.automatic = AutomaticPanel(w)  # "Segment everything" / "Track everything"
+    root.addWidget(w.automatic)
 
     w.status = QLabel("Load a model, then click on an object.")
     w.status.setWordWrap(True)

@@ -126,13 +126,17 @@ class SamWidget(QWidget):
             labels.selected_label = obj
         self._apply_defaults()
 
-    def new_object(self, *_) -> int:
-        """Select the next free object id (beyond every label and every prompted object)."""
+    def next_free_object(self) -> int:
+        """The next free object id: beyond every label and every prompted object."""
         used = [k[2] for k in self.prompts]
         for layer in (self.points_layer, self.shapes_layer):
             if layer is not None and "object" in layer.features:
                 used += layer.features["object"].to_numpy(int).tolist()
-        obj = lw.next_free_id(self.labels_layer, used)
+        return lw.next_free_id(self.labels_layer, used)
+
+    def new_object(self, *_) -> int:
+        """Select the next free object id (beyond every label and every prompted object)."""
+        obj = self.next_free_object()
         self.set_object(obj)
         return obj
 
@@ -305,6 +309,7 @@ class SamWidget(QWidget):
         self.video_box.setToolTip("" if video or not stack else "Propagation through stacks needs a SAM 2 model")
         self.tracks_check.setEnabled(video and self.geometry.video_axis == 0)
         self.embed_button.setEnabled(self.segmenter is not None)
+        self.automatic.update_enabled()
         self.prompts = self._collect()
         self.actions.reset()
 

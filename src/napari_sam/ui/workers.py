@@ -13,6 +13,7 @@ Results come back on the main thread through the ``on_yield`` / ``on_done`` call
 
 from __future__ import annotations
 
+import threading
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -32,6 +33,9 @@ class Job:
     total: int | None = None  # progress bar length; None: no progress bar
     desc: str = ""
     meta: dict = field(default_factory=dict)
+    #: set when the job is cancelled (or the runner shut down): engine calls that run long
+    #: between two yields (e.g. a progress callback) check it to stop early
+    cancel: threading.Event = field(default_factory=threading.Event)
 
 
 class JobRunner:
@@ -82,6 +86,8 @@ class JobRunner:
 
     def cancel_long(self) -> None:
         """Ask the running long job to stop at its next step (what is done stays)."""
+        if self.long_job is not None:
+            self.long_job.cancel.set()
         if self.long_worker is not None:
             self.long_worker.quit()
         elif self._long_waiting and self.long_job is not None:
@@ -98,6 +104,8 @@ class JobRunner:
         self.closed = True
         self._quick_queue.clear()
         self._long_waiting = False
+        if self.long_job is not None:
+            self.long_job.cancel.set()
         for w in (self.long_worker, self.quick_worker):
             if w is not None:
                 w.quit()

@@ -39,16 +39,33 @@ def decoder_cache(cache: dict | None, feats: dict, mask_input) -> dict | None:
     return cache
 
 
-def _deconv2x2(tokens: torch.Tensor, conv: nn.ConvTranspose2d, h: int, w: int) -> torch.Tensor:
-    """A kernel-2 stride-2 ``ConvTranspose2d`` on channels-last tokens ``(B, h*w, C_in)``.
+def _deconv2x2_rows(rows: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
+    """A kernel-2 stride-2 ``ConvTranspose2d`` on channels-last rows ``(N, C_in)``.
 
-    -> ``(B, 2h, 2w, C_out)`` channels-last: out[2i+di, 2j+dj] = x[i, j] @ W[:, :, di, dj] + b.
+    Each input pixel maps to its own 2x2 output block: -> ``(N * 4, C_out)``, the 4 rows of
+    every input row in (di, dj) order: out[n * 4 + 2 * di + dj] = x[n] @ W[:, :, di, dj] + b.
     """
-    b, cin = tokens.shape[0], tokens.shape[-1]
-    cout = conv.weight.shape[1]
-    bias = conv.bias.repeat_interleave(4)  # order (co, di, dj), like the weight columns
-    y = torch.addmm(bias, tokens.reshape(-1, cin), conv.weight.reshape(cin, cout * 4))
-    return y.view(b, h, w, cout, 2, 2).permute(0, 1, 4, 2, 5, 3).reshape(b, 2 * h, 2 * w, cout)
+    cin, cout = conv.weight.shape[:2]
+    weight = conv.weight.permute(0, 2, 3, 1).reshape(cin, 4 * cout)  # columns (di, dj, co)
+    return torch.addmm(conv.bias.repeat(4), rows, weight).view(-1, cout)
+
+
+def _to_blocks(x: torch.Tensor, levels: int) -> torch.Tensor:
+    """``(B, C, h * 2**levels, w * 2**levels)`` -> rows ``(B, h * w * 4**levels, C)`` in block
+    order: pixel (i, j) of the coarse grid, then (di, dj) of each finer level."""
+    b, c, hh, ww = x.shape
+    h, w = hh >> levels, ww >> levels
+    if levels == 1:
+        x = x.view(b, c, h, 2, w, 2).permute(0, 2, 4, 3, 5, 1)
+    else:
+        x = x.view(b, c, h, 2, 2, w, 2, 2).permute(0, 2, 5, 3, 6, 4, 7, 1)
+    return x.reshape(b, -1, c)
+
+
+def _from_blocks(m: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Rows ``(B, h * w * 16, K)`` in two-level block order -> ``(B, K, 4h, 4w)``."""
+    b, _, k = m.shape
+    return m.view(b, h, w, 2, 2, 2, 2, k).permute(0, 7, 1, 3, 5, 2, 4, 6).reshape(b, k, 4 * h, 4 * w)
 
 
 class MaskDecoder(nn.Module):
@@ -191,14 +208,14 @@ class MaskDecoder(nn.Module):
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]
 
         h, w = image_embeddings.shape[-2:]
-        upscaled = self.upscale_tokens(src, h, w, high_res_features)  # (B, 4h, 4w, C/8)
+        upscaled = self.upscale_blocks(src, high_res_features, image_cache)  # (B, 16 h w, C/8)
 
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
         )
-        b, hh, ww, c = upscaled.shape
-        masks = (upscaled.reshape(b, hh * ww, c) @ hyper_in.transpose(1, 2)).transpose(1, 2)
-        masks = masks.reshape(b, -1, hh, ww)
+        # per pixel: its upscaled features . the hypernetwork vector of each mask token; only
+        # the K mask channels go back to image order
+        masks = _from_blocks(upscaled @ hyper_in.transpose(1, 2), h, w)
 
         iou = self.iou_prediction_head(iou_token_out)
         if self.pred_obj_scores:
@@ -207,26 +224,39 @@ class MaskDecoder(nn.Module):
             object_score_logits = iou.new_full((iou.shape[0], 1), 10.0)
         return masks, iou, mask_tokens_out, object_score_logits
 
-    def upscale_tokens(
-        self, src: torch.Tensor, h: int, w: int, high_res_features: list[torch.Tensor] | None = None
+    def upscale_blocks(
+        self, src: torch.Tensor, high_res_features: list[torch.Tensor] | None = None,
+        image_cache: dict | None = None,
     ) -> torch.Tensor:
-        """``output_upscaling`` on image tokens ``(B, h*w, C)`` -> ``(B, 4h, 4w, C/8)`` channels-last.
+        """``output_upscaling`` on image tokens ``(B, h*w, C)`` -> ``(B, 16*h*w, C/8)``, rows in
+        block order (see :func:`_to_blocks`).
 
         The same maths as the two stride-2 transposed convolutions (+ LayerNorm2d, GELU, and
-        SAM 2's high-res skips), written as matrix products on channels-last tokens: a 2x2
-        stride-2 transposed convolution maps each input pixel to its own 2x2 output block, so
-        it is one ``(C_in -> C_out * 4)`` product followed by a pixel shuffle. On CPU this is
-        several times faster than the convolution kernels and their layout conversions.
+        SAM 2's high-res skips), as matrix products on channels-last rows: a 2x2 stride-2
+        transposed convolution maps each input pixel to its own 2x2 output block, and the norm,
+        the activations and the final product with the mask tokens are per pixel, so the rows
+        never need to be put back in image order — only the K masks are (several times faster
+        on CPU than the convolution kernels and their layout conversions).
+        ``image_cache``: keeps the skips in block order between calls on one image.
         """
         up1, norm1, act1, up2, act2 = self.output_upscaling
-        skips = high_res_features if self.use_high_res_features else None
-        x = _deconv2x2(src, up1, h, w)  # (B, 2h, 2w, C/4)
+        skips = None
+        if self.use_high_res_features and high_res_features is not None:
+            if image_cache is not None and "skips" in image_cache:
+                skips = image_cache["skips"]
+            else:
+                s0, s1 = (_one_if_expanded(f) for f in high_res_features)
+                skips = (_to_blocks(s0, 2), _to_blocks(s1, 1))
+                if image_cache is not None:
+                    image_cache["skips"] = skips
+        b, cin = src.shape[0], src.shape[-1]
+        x = _deconv2x2_rows(src.reshape(-1, cin), up1).view(b, -1, up1.weight.shape[1])  # (B, 4hw, C/4)
         if skips is not None:
-            x = x + skips[1].permute(0, 2, 3, 1)
+            x = x + skips[1]
         x = act1(torch.nn.functional.layer_norm(x, x.shape[-1:], norm1.weight, norm1.bias, norm1.eps))
-        x = _deconv2x2(x.reshape(x.shape[0], -1, x.shape[-1]), up2, 2 * h, 2 * w)  # (B, 4h, 4w, C/8)
+        x = _deconv2x2_rows(x.reshape(-1, x.shape[-1]), up2).view(b, -1, up2.weight.shape[1])  # (B, 16hw, C/8)
         if skips is not None:
-            x = x + skips[0].permute(0, 2, 3, 1)
+            x = x + skips[0]
         return act2(x)
 
     def stability_scores(self, mask_logits: torch.Tensor) -> torch.Tensor:
