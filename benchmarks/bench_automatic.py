@@ -67,7 +67,7 @@ def main(argv=None) -> None:
     lines = [
         "# Segment everything: time per image (CPU)",
         "",
-        (f"Machine: {machine()}. Shared machine under load from other jobs: medians of {args.repeats} "
+        (f"Machine: {machine()}. Medians of {args.repeats} "
          "interleaved runs, after one warm-up run of each on a 256 x 256 crop."),
         (f"Model: SAM 2.1 hiera-tiny architecture, random weights (perturbed official init), fp32. "
          f"Image {args.size} x {args.size} (synthetic nuclei). Official default parameters "
