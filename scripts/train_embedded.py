@@ -20,9 +20,9 @@ import numpy as np
 import torch
 
 from napari_sam.models.sam2 import build_sam2
-from napari_sam.training.init import tie_cross_attention
+from napari_sam.training.init import localize_memory_attention, tie_cross_attention
 from napari_sam.training.loop import Recipe, train
-from napari_sam.weights import embedded_config
+from napari_sam.weights import embedded_config, load_embedded
 
 
 def main(argv=None) -> None:
@@ -31,6 +31,10 @@ def main(argv=None) -> None:
     ap.add_argument("--threads", type=int, default=2)
     for f in fields(Recipe):
         ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+    ap.add_argument("--init-from", metavar="WEIGHTS",
+                    help="start from these weights (a later stage of a recipe; the optimiser starts afresh)")
+    ap.add_argument("--localize-memory", type=float, default=0.0, metavar="SCALE",
+                    help="set the memory cross-attention q/k biases to one shared vector (see training.init)")
     ap.add_argument("--evaluate", metavar="WEIGHTS", help="print held-out figures of a weights file")
     ap.add_argument("--curve", metavar="LOG", help="print the training curve of a log.jsonl as a table")
     args = ap.parse_args(argv)
@@ -42,7 +46,13 @@ def main(argv=None) -> None:
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
     torch.manual_seed(recipe.seed)
     model = build_sam2(embedded_config())
-    tie_cross_attention(model)  # a resumed run then loads its checkpoint over it
+    if args.init_from:
+        model.load_state_dict(load_embedded(args.init_from).state_dict())
+    else:
+        tie_cross_attention(model)
+    if args.localize_memory:
+        localize_memory_attention(model, args.localize_memory, seed=recipe.seed)
+    # a resumed run loads its checkpoint over all of this
     train(model, recipe, args.out, log=lambda s: print(s, flush=True))
 
 

@@ -61,3 +61,36 @@ def test_tied_attention_looks_around_the_click():
         assert 0.8 < _mean_ratio(untied) < 1.2  # spread evenly: no idea where the click is
         tie_cross_attention(untied, gain=2.0)
         assert _mean_ratio(untied) > 1.8  # about twice the even share, around the click
+
+
+def _memory_mass_near(layer) -> tuple[float, float]:
+    """Memory cross-attention on zero content (only the projection biases and the rotary
+    encodings speak): attention weight within 1.5 grid cells of each query's own place,
+    and the share of the grid there."""
+    from napari_sam.models.sam2.positions import apply_rope_
+
+    ca = layer.cross_attn_image
+    n, side = 256, 16
+    q = ca.q_proj.bias.detach().view(1, 1, 1, -1).expand(1, 1, n, -1).clone()
+    k = ca.k_proj.bias.detach().view(1, 1, 1, -1).expand(1, 1, n, -1).clone()
+    tables = ca.tables(n, "cpu")
+    apply_rope_(q, tables)
+    apply_rope_(k, tables)
+    w = torch.softmax(q[0, 0] @ k[0, 0].T / q.shape[-1] ** 0.5, dim=-1)
+    idx = torch.arange(n)
+    yy, xx = idx // side, idx % side
+    near = ((yy[:, None] - yy[None]) ** 2 + (xx[:, None] - xx[None]) ** 2) <= 2
+    return float((w * near).sum(-1).mean()), float(near.float().mean())
+
+
+def test_localized_memory_attention_looks_at_the_same_place():
+    from napari_sam.training.init import localize_memory_attention
+
+    torch.manual_seed(0)
+    model = build_sam2(embedded_config())
+    before = [_memory_mass_near(layer) for layer in model.memory_attention.layers]
+    assert localize_memory_attention(model, scale=1.5) == len(model.memory_attention.layers) == 2
+    for (m0, share), layer in zip(before, model.memory_attention.layers):
+        m1, _ = _memory_mass_near(layer)
+        assert m0 < 2 * share  # default init: about even
+        assert m1 > 5 * share  # shared bias: concentrated around each query's own place

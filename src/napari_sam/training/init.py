@@ -29,3 +29,21 @@ def tie_cross_attention(model, gain: float = 2.0) -> int:
             module.k_proj.bias.copy_(module.q_proj.bias)
             tied += 1
     return tied
+
+
+@torch.no_grad()
+def localize_memory_attention(model, scale: float = 1.5, seed: int = 0) -> int:
+    """Give the query and key projections of every memory cross-attention the same bias
+    ``c`` (``scale`` per dimension, seeded). With rotary position encodings on both sides,
+    ``R(x) c . R(y) c`` peaks at ``x = y``: a pixel of the current frame then attends to the
+    memories at its own place (objects move little between frames) instead of to all of them
+    evenly — the video path's version of the long flat start, where every tracked frame shows
+    every object. Returns how many layers were set."""
+    gen = torch.Generator().manual_seed(seed)
+    layers = model.memory_attention.layers
+    for layer in layers:
+        ca = layer.cross_attn_image
+        c = torch.randn(ca.q_proj.out_features, generator=gen) * scale
+        ca.q_proj.bias.copy_(c)
+        ca.k_proj.bias.copy_(c)
+    return len(layers)
