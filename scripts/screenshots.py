@@ -1,10 +1,11 @@
 """Screenshots for docs/user_guide.md, taken from a real napari viewer.
 
-    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--model NAME] [--checkpoint PATH]
+    xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--model NAME] [--only 2d,automatic]
 
-Without a model argument the bundled "embedded" model is used when this napari-sam ships it,
-else a small UNTRAINED SAM 2 (random weights, no download): the pictures then show the
-widget and where results go, not segmentation quality. Writes docs/images/*.png.
+The 2D scenes use the bundled "embedded" model (or ``--model``). The stack scenes need a
+model that tracks: ``--model`` when it does (an official SAM 2 model), else a small
+UNTRAINED SAM 2 (random weights, no download) whose pictures show the widget and where
+results go, not segmentation quality. Writes docs/images/*.png.
 """
 
 from __future__ import annotations
@@ -23,23 +24,23 @@ OUT = ROOT / "docs" / "images"
 def get_model(name: str | None, checkpoint: str | None):
     import napari_sam as ns
 
-    if name:
-        return ns.load_model(name, checkpoint=checkpoint, device="cpu"), name
-    try:
-        return ns.load_model("embedded", device="cpu"), "embedded"
-    except NotImplementedError:
-        import torch
+    name = name or "embedded"
+    return ns.load_model(name, checkpoint=checkpoint, device="cpu"), name
 
-        from napari_sam.models.sam2 import build_sam2, reduced_config
 
-        torch.manual_seed(0)
-        model = build_sam2(reduced_config(image_size=256)).eval()
-        gen = torch.Generator().manual_seed(0)
-        with torch.no_grad():
-            for p in model.parameters():
-                p.add_(0.05 * torch.randn(p.shape, generator=gen))
-        model.name = "untrained test model"
-        return model, "untrained test model"
+def untrained_sam2():
+    import torch
+
+    from napari_sam.models.sam2 import build_sam2, reduced_config
+
+    torch.manual_seed(0)
+    model = build_sam2(reduced_config(image_size=256)).eval()
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn(p.shape, generator=gen))
+    model.name = "untrained test model"
+    return model
 
 
 def settle(app, widget=None, seconds=0.3, timeout=300):
@@ -68,25 +69,52 @@ def shot(viewer, app, name: str) -> Path:
     return path
 
 
+def _objects(viewer, n):
+    """(centre (row, col), bounding box) of the ``n`` largest ground-truth objects."""
+    from scipy import ndimage
+
+    truth = next(lay for lay in viewer.layers if lay.metadata.get("ground_truth")).data
+    ids, counts = np.unique(truth[truth > 0], return_counts=True)
+    out = []
+    for k in ids[np.argsort(-counts)][:n]:
+        rows, cols = np.nonzero(truth == k)
+        cy, cx = ndimage.center_of_mass(truth == k)
+        out.append(((cy, cx), (rows.min() - 3, cols.min() - 3, rows.max() + 3, cols.max() + 3)))
+    return out
+
+
 def scene_2d(napari, app, model):
     viewer = new_viewer(napari)
     viewer.open_sample("napari-sam", "nuclei_2d")
     _, w = viewer.window.add_plugin_dock_widget("napari-sam", "Segment Anything")
     w.set_model(model)
+    a, b, c, d = _objects(viewer, 4)
     pts = w.points_layer
-    pts.add([118, 196])
+    pts.add(list(a[0]))  # a click on one nucleus ...
     w.set_positive(False)
-    pts.add([109, 216])
+    pts.add(list(b[0]))  # ... and a negative click on another
     w.set_positive(True)
     settle(app, w)
     w.new_object()
-    w.shapes_layer.add_rectangles(np.array([[150, 20], [185, 52]]))
+    y0, x0, y1, x1 = c[1]
+    w.shapes_layer.add_rectangles(np.array([[y0, x0], [y1, x1]]))  # a box around a third
     settle(app, w)
     w.new_object()
-    pts.add([40, 90])
+    pts.add(list(d[0]))
     settle(app, w)
     viewer.layers.selection.active = pts
     shot(viewer, app, "widget_2d.png")
+    viewer.close()
+
+
+def scene_automatic(napari, app, model):
+    viewer = new_viewer(napari)
+    viewer.open_sample("napari-sam", "nuclei_2d")
+    _, w = viewer.window.add_plugin_dock_widget("napari-sam", "Segment Anything")
+    w.set_model(model)
+    w.automatic.segment_everything()
+    settle(app, w)
+    shot(viewer, app, "widget_automatic.png")
     viewer.close()
 
 
@@ -158,18 +186,24 @@ def main(argv=None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--model", help="registry name, e.g. sam2.1_hiera_tiny (weights must be cached or downloadable)")
     parser.add_argument("--checkpoint", help="checkpoint file for --model")
+    parser.add_argument("--only", help="comma-separated scenes: samples,2d,automatic,stack,timelapse")
     args = parser.parse_args(argv)
+    only = set(args.only.split(",")) if args.only else {"samples", "2d", "automatic", "stack", "timelapse"}
     import napari
     from qtpy.QtWidgets import QApplication
 
     OUT.mkdir(parents=True, exist_ok=True)
     model, label = get_model(args.model, args.checkpoint)
-    print("model:", label)
+    video_model = model if getattr(model, "can_track", True) else untrained_sam2()
+    print("model:", label, "| stacks:", video_model.name)
     app = QApplication.instance() or napari.qt.get_qapp()
-    scene_samples(napari, app)
-    scene_2d(napari, app, model)
-    scene_stack(napari, app, model)
-    scene_timelapse(napari, app, model)
+    scenes = {"samples": lambda: scene_samples(napari, app), "2d": lambda: scene_2d(napari, app, model),
+              "automatic": lambda: scene_automatic(napari, app, model),
+              "stack": lambda: scene_stack(napari, app, video_model),
+              "timelapse": lambda: scene_timelapse(napari, app, video_model)}
+    for name, run in scenes.items():
+        if name in only:
+            run()
     return 0
 
 

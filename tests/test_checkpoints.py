@@ -55,7 +55,7 @@ def test_list_models_names_and_facts():
     assert models["sam2.1_hiera_tiny"].url.endswith("/092824/sam2.1_hiera_tiny.pt")
     assert models["sam2_hiera_large"].url.endswith("/072824/sam2_hiera_large.pt")
     assert models["sam_vit_b"].size == 375_042_383
-    assert not any(m.cached for m in models.values())  # empty test cache
+    assert not any(m.cached for m in models.values() if not m.bundled)  # empty test cache
 
 
 def test_cache_dir_follows_env(tmp_path, monkeypatch):

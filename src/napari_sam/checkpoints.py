@@ -45,6 +45,10 @@ def fetch(info, progressbar: bool = False) -> Path:
     SHA-256 is wrong is removed and reported with its URL and cache path.
     """
     path = info.path
+    if getattr(info, "bundled", False):  # inside the package: nothing to download
+        if path.is_file() and sha256_of(path) == info.sha256:
+            return path
+        raise CheckpointError(f"the bundled {info.name} weights are missing or damaged ({path}); reinstall napari-sam")
     if path.is_file():
         if sha256_of(path) == info.sha256:
             return path

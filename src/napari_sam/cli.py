@@ -4,6 +4,7 @@
     napari-sam embed  INPUT... (-o STORE.zarr | --output-dir DIR)
     napari-sam segment INPUT... (-o OUT.tif|.zarr | --output-dir DIR) (--prompts FILE | --auto)
     napari-sam track  INPUT -o OUT.tif|.zarr --tracks TRACKS.csv [--prompts FILE]
+    napari-sam demo   [--sample nuclei_2d|timelapse|nuclei_3d] [--headless DIR]
 
 Bad input ends with one line on stderr and exit status 2 (1 for anything unexpected);
 ``NAPARI_SAM_DEBUG=1`` shows the traceback instead.
@@ -37,7 +38,8 @@ def _parser() -> argparse.ArgumentParser:
             g = sp.add_mutually_exclusive_group(required=True)
             g.add_argument("-o", "--output", help="output path (one input)")
             g.add_argument("--output-dir", help="output folder (several inputs; names from the inputs)")
-        sp.add_argument("--model", default="sam2.1_hiera_tiny", help="registry name (default: %(default)s)")
+        sp.add_argument("--model", default=None,
+                        help="registry name (default: the preferred cached official model, else 'embedded')")
         sp.add_argument("--checkpoint", help="weights file in the official format (default: the cached official file)")
         sp.add_argument("--model-config", help="architecture JSON for a model not in the registry (needs --checkpoint)")
         sp.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N | mps")
@@ -72,6 +74,13 @@ def _parser() -> argparse.ArgumentParser:
     trk.add_argument("--every", type=int, default=10, help="segment again every K frames for newcomers (0: never)")
     trk.add_argument("--match-iou", type=float, default=0.3, help="IoU that makes a detection an existing track")
     _auto_options(trk)
+
+    demo = sub.add_parser("demo", help="napari with a synthetic sample, every object segmented and tracked")
+    demo.add_argument("--sample", default="nuclei_2d", choices=("nuclei_2d", "timelapse", "nuclei_3d"),
+                      help="stacks are tracked with a model that tracks (an official SAM 2 model)")
+    demo.add_argument("--model", default=None, help="registry name (default: as the other commands)")
+    demo.add_argument("--headless", metavar="DIR", help="no window: write the sample, its labels (and tracks) "
+                      "to DIR and print how they compare with the ground truth")
     return p
 
 
@@ -116,7 +125,10 @@ def _specs(args):
         if not letter or not pos.strip().lstrip("-").isdigit():
             raise InputError(f"--index {item!r}: write AXIS=N, e.g. Z=3")
         index.append((letter.strip().upper(), int(pos)))
-    model = ModelSpec(args.model, args.checkpoint, args.model_config, args.device)
+    from .registry import default_model
+
+    name = args.model or ("custom" if args.model_config else default_model())  # a config file names its own
+    model = ModelSpec(name, args.checkpoint, args.model_config, args.device)
     inputs = [InputSpec(str(i), args.axes, args.axis, args.channel, tuple(index)) for i in args.inputs]
     return model, inputs
 
@@ -163,7 +175,7 @@ def cmd_models(args) -> int:
     if args.action == "download":
         info = model_info(args.name)
         path = checkpoints.fetch(info, progressbar=True)
-        print(f"{info.name}: {path}")
+        print(f"{info.name}: {path}" + (" (bundled: nothing to download)" if info.bundled else ""))
         return 0
     infos = [model_info(args.name)] if args.name else [m for m in list_models() if m.cached]
     bad = 0
@@ -354,7 +366,45 @@ def _prompt_detector(model, frames, prompts, limits):
     return detect
 
 
-COMMANDS = {"models": cmd_models, "embed": cmd_embed, "segment": cmd_segment, "track": cmd_track}
+def cmd_demo(args) -> int:
+    if not args.headless:
+        from .ui.demo import run_demo
+
+        run_demo(args.sample, args.model)
+        return 0
+    import numpy as np
+    import tifffile
+
+    from .data import synthetic
+    from .engine.auto_tracking import id_persistence
+
+    make = {"timelapse": lambda: synthetic.timelapse(seed=4), "nuclei_3d": lambda: synthetic.nuclei_3d(seed=3),
+            "nuclei_2d": lambda: synthetic.nuclei_2d(seed=1)}[args.sample]
+    sample = make()
+    out = Path(args.headless)
+    out.mkdir(parents=True, exist_ok=True)
+    image, labels = out / f"{args.sample}.tif", out / f"{args.sample}_labels.tif"
+    axes = {"timelapse": "TYX", "nuclei_3d": "ZYX", "nuclei_2d": "YX"}[args.sample]
+    tifffile.imwrite(image, sample.image, imagej=True, metadata={"axes": axes})
+    model = ["--model", args.model] if args.model else []
+    if sample.image.ndim == 2:
+        code = main(["segment", str(image), "-o", str(labels), "--auto", "--overwrite", "--quiet", *model])
+    else:
+        tracks = out / f"{args.sample}_tracks.csv"
+        code = main(["track", str(image), "-o", str(labels), "--tracks", str(tracks), "--overwrite", "--quiet", *model])
+    if code:
+        return code
+    pred = tifffile.imread(labels)
+    truth = sample.labels
+    found = len(np.unique(pred[pred > 0]))
+    line = f"{args.sample}: {found} objects segmented (ground truth: {len(np.unique(truth[truth > 0]))}); labels in {labels}"
+    if sample.image.ndim == 3:
+        line += f"; each object keeps its id on {id_persistence(truth, pred):.0%} of its frames"
+    print(line)
+    return 0
+
+
+COMMANDS = {"models": cmd_models, "embed": cmd_embed, "segment": cmd_segment, "track": cmd_track, "demo": cmd_demo}
 
 
 def main(argv=None) -> int:

@@ -27,7 +27,7 @@ class ModelSpec:
     (``config``: JSON ``{"family": "sam1"|"sam2", "config": {...config fields}}``) plus its
     checkpoint — e.g. a fine-tuned or reduced model that is not in the registry."""
 
-    name: str = "sam2.1_hiera_tiny"
+    name: str = "embedded"
     checkpoint: str | None = None
     config: str | None = None
     device: str = "auto"

@@ -28,10 +28,15 @@ class ModelInfo:
     url: str
     sha256: str
     size: int | None = None
+    bundled: bool = False  # ships inside the package (the embedded model): never downloaded
 
     @property
     def path(self) -> Path:
-        """Where the cached official file lives (or would live)."""
+        """Where the cached official file lives (or would live); the package file if bundled."""
+        if self.bundled:
+            from .weights import WEIGHTS_FILE
+
+            return WEIGHTS_FILE
         return cache_dir() / self.filename
 
     @property
@@ -79,22 +84,50 @@ def cache_dir() -> Path:
     return Path(pooch.os_cache("napari-sam"))
 
 
+def _embedded() -> ModelInfo:
+    from .weights import WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_SIZE
+
+    return ModelInfo("embedded", "sam2", "2.1", "embedded", WEIGHTS_FILE.name, "", WEIGHTS_SHA256,
+                     WEIGHTS_SIZE, bundled=True)
+
+
 def list_models() -> list[ModelInfo]:
-    """Every official model this package can load, with ``cached`` telling what is on disk."""
-    return list(_MODELS)
+    """Every model this package can load — the bundled ``embedded`` model first, then the
+    official ones — with ``cached`` telling what is on disk."""
+    return [_embedded(), *_MODELS]
 
 
 def model_info(name: str) -> ModelInfo:
-    for info in _MODELS:
+    for info in list_models():
         if info.name == name:
             return info
-    names = ", ".join(m.name for m in _MODELS)
+    names = ", ".join(m.name for m in list_models())
     raise ValueError(f"unknown model {name!r}; choose one of: {names}")
+
+
+#: The official model a user most likely wants when several are cached (fast first).
+PREFERENCE = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large",
+              "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large",
+              "sam_vit_b", "sam_vit_l", "sam_vit_h")
+
+
+def default_model() -> str:
+    """The model to offer first: the preferred cached official model, else ``"embedded"``
+    (bundled: works offline, out of the box)."""
+    cached = {m.name for m in _MODELS if m.cached}
+    return next((n for n in PREFERENCE if n in cached), "embedded")
 
 
 def build_model(info: ModelInfo):
     """The architecture of ``info`` with default-initialised weights (eval mode)."""
-    if info.family == "sam1":
+    if info.bundled:
+        from .models.sam2 import build_sam2
+        from .weights import EMBEDDED_AUTO_DEFAULTS, EMBEDDED_TRACKS, embedded_config
+
+        model = build_sam2(embedded_config())
+        model.can_track = EMBEDDED_TRACKS
+        model.auto_defaults = dict(EMBEDDED_AUTO_DEFAULTS)
+    elif info.family == "sam1":
         from .models.sam1 import Sam1Config, build_sam1
 
         model = build_sam1(Sam1Config.preset(info.variant))
@@ -137,16 +170,13 @@ def resolve_device(device: str | None = "auto"):
 def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
     """Build model ``name`` and load its weights: the official file, or ``checkpoint``.
 
-    ``checkpoint=None`` uses the cached official file, downloading it once (SHA-256 checked).
-    A path loads that file (official format). The model comes back in eval mode on ``device``.
+    ``checkpoint=None`` uses the cached official file, downloading it once (SHA-256 checked);
+    for ``"embedded"`` the file bundled in the package (no download). A path loads that file
+    (official format; for ``"embedded"`` also the training script's ``weights.pt``). The model
+    comes back in eval mode on ``device``.
     """
     from . import checkpoints
 
-    if name == "embedded":
-        raise NotImplementedError(
-            "the embedded offline model is not bundled in this version yet; load an official "
-            "model by name with its checkpoint file, e.g. load_model('sam2.1_hiera_tiny', checkpoint=path)"
-        )
     info = model_info(name)
     dev = resolve_device(device)
     path = checkpoints.fetch(info) if checkpoint is None else checkpoint

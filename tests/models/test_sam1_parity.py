@@ -70,6 +70,7 @@ def official_decode(ref, embed, point_coords=None, point_labels=None, boxes=None
 
 def assert_close(ours, ref, what):
     err = max_rel_err(ours, ref)
+    print(f"[parity] {what}: {err:.2e}")  # shown with -s
     assert err <= TOL, f"{what}: max rel err {err:.2e}"
     return err
 

@@ -73,6 +73,13 @@ class AutomaticParams:
             raise ValueError("max_mask_fraction must be in (0, 1] or None")
 
     @classmethod
+    def for_model(cls, model, **changes) -> AutomaticParams:
+        """The defaults, with the model's own hints (``model.auto_defaults``: the bundled
+        embedded model's softer mask edges need a lower stability threshold), then
+        ``changes``."""
+        return cls(**{**getattr(model, "auto_defaults", {}), **changes})
+
+    @classmethod
     def official(cls, family: str, **changes) -> AutomaticParams:
         """The official generator's defaults for ``family`` ("sam1" / "sam2"), with no
         microscopy post-processing (``min_mask_region_area=0``, ``max_mask_fraction=None``)."""
@@ -192,7 +199,7 @@ class AutomaticSegmenter:
             raise TypeError("AutomaticSegmenter needs a model from napari_sam.load_model()")
         tune_malloc()
         self.model = model.eval()
-        self.params = dataclasses.replace(params or AutomaticParams(), **changes)
+        self.params = dataclasses.replace(params or AutomaticParams.for_model(model), **changes)
         p = self.params
         self._grids = mask_ops.layer_grids(p.points_per_side, p.crop_n_layers, p.crop_n_points_downscale_factor)
 

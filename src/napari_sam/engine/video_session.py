@@ -63,6 +63,11 @@ class VideoSession:
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
         tune_malloc()
+        if not getattr(model, "can_track", True):
+            import warnings
+
+            warnings.warn(f"{getattr(model, 'name', 'this model')} does not track well yet (docs/embedded_model.md): "
+                          "propagated masks will be poor; use an official SAM 2.1 model to track", stacklevel=2)
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model.eval()

@@ -115,6 +115,16 @@ class AutomaticPanel(QGroupBox):
         self.update_enabled()
 
     # ------------------------------------------------------------------ parameters
+    def use_defaults_of(self, model) -> None:
+        """Set the controls to the defaults for ``model`` (``AutomaticParams.for_model``)."""
+        from napari_sam.engine.automatic import AutomaticParams
+
+        a = AutomaticParams.for_model(model)
+        self.points_spin.setValue(a.points_per_side)
+        self.iou_spin.setValue(a.pred_iou_thresh)
+        self.stability_spin.setValue(a.stability_score_thresh)
+        self.min_area_spin.setValue(a.min_mask_region_area)
+
     def params(self):
         """The :class:`AutomaticParams` the controls (and ``extra_params``) say."""
         from napari_sam.engine.automatic import AutomaticParams
@@ -200,7 +210,8 @@ class AutomaticPanel(QGroupBox):
         """Track every object through the current stack (SAM 2), written when complete."""
         w, seg = self.w, self.w.segmenter
         if seg is None or not seg.video:
-            w.status.setText("Track everything needs a SAM 2 model and an image stack.")
+            w.status.setText("Track everything needs a SAM 2 model that tracks and an image stack (the bundled "
+                             "embedded model segments slice by slice: load an official SAM 2.1 model).")
             return False
         labels = w.writable_labels()
         if labels is None:

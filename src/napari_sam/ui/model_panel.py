@@ -50,7 +50,9 @@ def weights_status(name: str, checkpoint: str = "") -> str:
 
     info = next((m for m in list_models() if m.name == name), None)
     if info is None:
-        return "bundled with napari-sam (no download)" if name == "embedded" else f"unknown model {name}"
+        return f"unknown model {name}"
+    if info.bundled:
+        return f"bundled with napari-sam ({_mib(info.size)}, no download): a small model for first use"
     if info.cached:
         return f"cached ({_mib(info.size)}) at {info.path.parent}"
     host = info.url.split("/")[2]
@@ -68,7 +70,7 @@ class ModelPanel(QWidget):
 
         self.model_combo = QComboBox()
         self.model_combo.addItems([m.name for m in list_models()])
-        self.model_combo.setToolTip("Model architecture (official SAM 1 / SAM 2 / SAM 2.1 weights)")
+        self.model_combo.setToolTip("embedded: bundled, works offline; or an official SAM 1 / SAM 2 / SAM 2.1 model")
         self.checkpoint = QLineEdit()
         self.checkpoint.setPlaceholderText("official weights (leave empty) or a checkpoint file")
         self.checkpoint.setToolTip("A checkpoint file in the official format, loaded into the chosen architecture")
@@ -103,9 +105,9 @@ class ModelPanel(QWidget):
         form.addRow(self.loaded)
         self.model_combo.currentTextChanged.connect(self.refresh_status)
         self.checkpoint.textChanged.connect(self.refresh_status)
-        default = next((n for n in ("sam2.1_hiera_tiny",) if self.model_combo.findText(n) >= 0), None)
-        if default:
-            self.model_combo.setCurrentText(default)
+        from napari_sam.registry import default_model
+
+        self.model_combo.setCurrentText(default_model())
         self.refresh_status()
 
     def refresh_status(self, *_):

@@ -31,6 +31,10 @@ def _ranges(frames) -> str:
     return ", ".join(out)
 
 
+NO_TRACKING = ("Propagation needs a SAM 2 model and an image stack (the bundled embedded model "
+               "segments slice by slice: load an official SAM 2.1 model to track).")
+
+
 class SessionActions:
     """Jobs of one :class:`SamWidget`."""
 
@@ -142,7 +146,7 @@ class SessionActions:
         """Track every object of the current stack through its frames (SAM 2)."""
         w, seg = self.w, self.w.segmenter
         if seg is None or not seg.video:
-            w.status.setText("Propagation needs a SAM 2 model and an image stack.")
+            w.status.setText(NO_TRACKING)
             return False
         direction = direction or w.direction_combo.currentText()
         stack, _ = w.current_key()

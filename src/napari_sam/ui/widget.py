@@ -111,6 +111,7 @@ class SamWidget(QWidget):
         except StopIteration:  # pragma: no cover
             device = "?"
         self.model_panel.loaded.setText(f"loaded: {label} ({model.family}) on {device}")
+        self.automatic.use_defaults_of(model)
         self._rebuild_segmenter()
 
     def set_object(self, obj: int) -> None:
