@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 
 WEIGHTS_FILE = Path(__file__).with_name("embedded.pt")
-#: SHA-256 and size of the shipped ``embedded.pt`` (``napari-sam models verify embedded``).
 #: Whether the shipped weights track (VideoSession propagation good enough to offer). This
 #: version's do not (docs/embedded_model.md): the widget uses them slice by slice, like SAM 1.
 EMBEDDED_TRACKS = False
@@ -20,6 +19,8 @@ EMBEDDED_TRACKS = False
 #: pass the stability and predicted-IoU tests at the microscopy defaults (0.9 / 0.75 find no nuclei;
 #: 0.7 / 0.65 find 80-88 % of them on the samples, with some extra fragments).
 EMBEDDED_AUTO_DEFAULTS = {"pred_iou_thresh": 0.65, "stability_score_thresh": 0.7}
+#: SHA-256 and size of the shipped ``embedded.pt`` (checked on every load; written by
+#: ``scripts/ship_embedded.py``).
 WEIGHTS_SHA256 = "24c63970561b45a71366f4d37fab80d6d08312936d785286372599c3fb5caf24"
 WEIGHTS_SIZE = 7_983_329
 
