@@ -2,7 +2,7 @@
 
 ``AutoTracker`` with the bundled embedded model segments everything on frame 0, tracks every
 object with the VideoSession and segments again every K frames for newcomers. Scored against
-the sample's ground truth (``napari_sam.data.synthetic.timelapse(seed=4)``, the napari sample):
+the sample's ground truth (``napari_sam.data.samples.sample("timelapse")``, the napari sample):
 
 * id persistence (``auto_tracking.id_persistence``): per true object, the share of the frames
   it is present on where it is found (IoU >= 0.5) under the one id it is found with most
@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 import napari_sam as ns
-from napari_sam.data import synthetic
+from napari_sam.data import samples
 from napari_sam.engine.auto_tracking import AutoTracker, TrackingParams, id_persistence, overlap_table
 
 
@@ -49,7 +49,7 @@ def main() -> None:
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "track_accuracy.md"))
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    sample = synthetic.timelapse(seed=4)
+    sample = samples.sample("timelapse")
     model = ns.load_model("embedded", device="cpu")
     tracker = AutoTracker(model, TrackingParams(every=args.every))
     t0 = time.perf_counter()
@@ -64,7 +64,7 @@ def main() -> None:
     text = (
         "# Automatic tracking accuracy (embedded model, generated time-lapse sample)\n\n"
         f"`benchmarks/track_accuracy.py --every {args.every}`: `AutoTracker` on "
-        f"`synthetic.timelapse(seed=4)` ({sample.image.shape[0]} frames of {sample.image.shape[1]}x"
+        f"the time-lapse sample ({sample.image.shape[0]} frames of {sample.image.shape[1]}x"
         f"{sample.image.shape[2]}, {n_true} true objects incl. daughters of divisions), no clicks; "
         f"{secs:.0f} s on CPU ({args.threads} threads).\n\n"
         "| measure | value |\n|---|---|\n"

@@ -59,7 +59,6 @@ def main(argv=None) -> None:
 
 def evaluate(path) -> None:
     from napari_sam.training import evaluate as ev
-    from napari_sam.weights import load_embedded
 
     model = load_embedded(path)
     print(json.dumps(ev.click_and_box_iou(model)), flush=True)

@@ -191,7 +191,9 @@ def test_demo_headless_segments_the_sample_with_the_bundled_model(tmp_path, caps
     assert cli.main(["demo", "--headless", str(tmp_path), "--sample", "nuclei_2d"]) == 0
     out = capsys.readouterr().out
     image, labels = tifffile.imread(tmp_path / "nuclei_2d.tif"), tifffile.imread(tmp_path / "nuclei_2d_labels.tif")
-    truth = synthetic.nuclei_2d(seed=1)
+    from napari_sam.data.samples import sample
+
+    truth = sample("nuclei_2d")
     np.testing.assert_array_equal(image, truth.image)
     assert labels.shape == image.shape
     found = len(np.unique(labels[labels > 0]))

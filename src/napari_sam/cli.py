@@ -375,12 +375,10 @@ def cmd_demo(args) -> int:
     import numpy as np
     import tifffile
 
-    from .data import synthetic
+    from .data.samples import sample as make_sample
     from .engine.auto_tracking import id_persistence
 
-    make = {"timelapse": lambda: synthetic.timelapse(seed=4), "nuclei_3d": lambda: synthetic.nuclei_3d(seed=3),
-            "nuclei_2d": lambda: synthetic.nuclei_2d(seed=1)}[args.sample]
-    sample = make()
+    sample = make_sample(args.sample)
     out = Path(args.headless)
     out.mkdir(parents=True, exist_ok=True)
     image, labels = out / f"{args.sample}.tif", out / f"{args.sample}_labels.tif"

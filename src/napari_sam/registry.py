@@ -121,13 +121,10 @@ def default_model() -> str:
 def build_model(info: ModelInfo):
     """The architecture of ``info`` with default-initialised weights (eval mode)."""
     if info.bundled:
-        from .models.sam2 import build_sam2
-        from .weights import EMBEDDED_AUTO_DEFAULTS, EMBEDDED_TRACKS, embedded_config
+        from .weights import build_embedded
 
-        model = build_sam2(embedded_config())
-        model.can_track = EMBEDDED_TRACKS
-        model.auto_defaults = dict(EMBEDDED_AUTO_DEFAULTS)
-    elif info.family == "sam1":
+        return build_embedded()
+    if info.family == "sam1":
         from .models.sam1 import Sam1Config, build_sam1
 
         model = build_sam1(Sam1Config.preset(info.variant))

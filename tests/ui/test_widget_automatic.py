@@ -36,6 +36,16 @@ def configure(w, params=PARAMS, extra=EXTRA, every=None):
     assert a.params() == AutomaticParams(**{**extra, **params})
 
 
+def nuclei_widget(sam, **configure_kw):
+    """The 128 px nuclei sample in the viewer and the widget, configured: (sample, widget)."""
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(shape=(128, 128), seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget()
+    configure(w, **configure_kw)
+    return s, w
+
+
 def engine_labels(model, frames, t=0, params=PARAMS, extra=EXTRA):
     """What the widget computes for frame ``t``: the engine on the stack's stored features."""
     store = ns.EmbeddingStore(None, model, frames)
@@ -45,11 +55,7 @@ def engine_labels(model, frames, t=0, params=PARAMS, extra=EXTRA):
 
 
 def test_segment_everything_2d(sam, qtbot, tiny_sam2):
-    viewer, open_widget = sam
-    s = synthetic.nuclei_2d(shape=(128, 128), seed=1)
-    viewer.add_image(s.image, name="nuclei")
-    w = open_widget()
-    configure(w)
+    s, w = nuclei_widget(sam)
     assert w.automatic.segment_button.isEnabled() and not w.automatic.track_button.isEnabled()
     want = engine_labels(tiny_sam2, s.image)
     n = int(want.max())
@@ -70,11 +76,7 @@ def test_segment_everything_2d(sam, qtbot, tiny_sam2):
 
 
 def test_keeps_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):
-    viewer, open_widget = sam
-    s = synthetic.nuclei_2d(shape=(128, 128), seed=1)
-    viewer.add_image(s.image, name="nuclei")
-    w = open_widget()
-    configure(w)
+    s, w = nuclei_widget(sam)
     want = engine_labels(tiny_sam2, s.image)
     lab = w.labels_layer
     lab.data[40:70, :] = 7  # the user's labels, across the automatic objects
@@ -132,11 +134,7 @@ def cancel_at(w, monkeypatch, step):
 
 
 def test_cancel_leaves_labels_untouched(sam, qtbot, tiny_sam2, monkeypatch):
-    viewer, open_widget = sam
-    s = synthetic.nuclei_2d(shape=(128, 128), seed=1)
-    viewer.add_image(s.image, name="nuclei")
-    w = open_widget()
-    configure(w, params={**PARAMS, "points_per_side": 12}, extra={**EXTRA, "points_per_batch": 8})  # 18 batches
+    s, w = nuclei_widget(sam, params={**PARAMS, "points_per_side": 12}, extra={**EXTRA, "points_per_batch": 8})  # 18 batches
     lab = w.labels_layer
     lab.data[:10, :10] = 3
     lab.refresh()

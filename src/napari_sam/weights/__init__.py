@@ -32,16 +32,23 @@ def embedded_config():
     return reduced_config("2.1", 256, name="embedded", d_model=128, memory_attention_ffn_dim=512)
 
 
-def load_embedded(path=None):
-    """Build the embedded model and load its weights (float32, eval mode, CPU)."""
-    import torch
-
+def build_embedded():
+    """The embedded architecture, randomly initialised, in eval mode, with what the engine and
+    the widget read from it: ``name``, ``can_track`` and ``auto_defaults``."""
     from ..models.sam2 import build_sam2
 
-    blob = torch.load(Path(path or WEIGHTS_FILE), map_location="cpu", weights_only=True)
     model = build_sam2(embedded_config())
-    model.load_state_dict({k: v.float() for k, v in blob["model"].items()}, strict=True)
     model.name = "embedded"
     model.can_track = EMBEDDED_TRACKS
     model.auto_defaults = dict(EMBEDDED_AUTO_DEFAULTS)
     return model.eval()
+
+
+def load_embedded(path=None):
+    """Build the embedded model and load its weights (float32, eval mode, CPU)."""
+    import torch
+
+    blob = torch.load(Path(path or WEIGHTS_FILE), map_location="cpu", weights_only=True)
+    model = build_embedded()
+    model.load_state_dict({k: v.float() for k, v in blob["model"].items()}, strict=True)
+    return model
