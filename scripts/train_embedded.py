@@ -30,11 +30,15 @@ def main(argv=None) -> None:
     ap.add_argument("--out", default="runs/embedded")
     ap.add_argument("--threads", type=int, default=2)
     for f in fields(Recipe):
-        ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
+        if isinstance(f.default, bool):
+            ap.add_argument("--" + f.name.replace("_", "-"), action="store_true")
+        else:
+            ap.add_argument("--" + f.name.replace("_", "-"), type=type(f.default), default=f.default)
     ap.add_argument("--init-from", metavar="WEIGHTS",
                     help="start from these weights (a later stage of a recipe; the optimiser starts afresh)")
-    ap.add_argument("--localize-memory", type=float, default=0.0, metavar="SCALE",
-                    help="set the memory cross-attention q/k biases to one shared vector (see training.init)")
+    ap.add_argument("--localize-memory", type=float, default=0.0, metavar="AMPLITUDE",
+                    help="memory cross-attention looks at its own place first: shared q/k biases on the "
+                         "fast rotary pairs (training.init.localize_memory_attention; 5.7 in the recipe)")
     ap.add_argument("--evaluate", metavar="WEIGHTS", help="print held-out figures of a weights file")
     ap.add_argument("--curve", metavar="LOG", help="print the training curve of a log.jsonl as a table")
     args = ap.parse_args(argv)
@@ -51,7 +55,7 @@ def main(argv=None) -> None:
     else:
         tie_cross_attention(model)
     if args.localize_memory:
-        localize_memory_attention(model, args.localize_memory, seed=recipe.seed)
+        localize_memory_attention(model, args.localize_memory)
     # a resumed run loads its checkpoint over all of this
     train(model, recipe, args.out, log=lambda s: print(s, flush=True))
 

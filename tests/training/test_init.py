@@ -89,8 +89,10 @@ def test_localized_memory_attention_looks_at_the_same_place():
     torch.manual_seed(0)
     model = build_sam2(embedded_config())
     before = [_memory_mass_near(layer) for layer in model.memory_attention.layers]
-    assert localize_memory_attention(model, scale=1.5) == len(model.memory_attention.layers) == 2
+    assert localize_memory_attention(model) == len(model.memory_attention.layers) == 2
     for (m0, share), layer in zip(before, model.memory_attention.layers):
         m1, _ = _memory_mass_near(layer)
-        assert m0 < 2 * share  # default init: about even
-        assert m1 > 5 * share  # shared bias: concentrated around each query's own place
+        assert m0 < 2 * share  # default init: about even (3 % of the grid is within 1.5 cells)
+        assert m1 > 0.99  # shared fast-rotary bias: all of it at the query's own place or next to it
+    ca = model.memory_attention.layers[0].cross_attn_image
+    assert torch.equal(ca.q_proj.bias, ca.k_proj.bias) and int((ca.q_proj.bias != 0).sum()) == 12

@@ -65,6 +65,13 @@ def test_losses_prefer_the_right_mask():
     lb, sb = losses.prompt_losses(bad, ious, obj, target, mm)
     assert lg < 0.1 < lb and sg["iou"] == 1.0 and sb["iou"] == 0.0
     assert losses.hard_iou(good, target[:, None]).min() == 1.0
+    # token 0 wrong: counts for a multimask row only while token0_on_multimask is on
+    bad0 = good.clone()
+    bad0[:, 0] = -bad0[:, 0]
+    with_t0 = losses.prompt_losses(bad0[:1], ious[:1], obj[:1], target[:1], mm[:1])[0]
+    without = losses.prompt_losses(bad0[:1], ious[:1], obj[:1], target[:1], mm[:1], token0_on_multimask=False)[0]
+    single = losses.prompt_losses(bad0[1:], ious[1:], obj[1:], target[1:], mm[1:], token0_on_multimask=False)[0]
+    assert without < 0.3 and with_t0 > without + 1.0 and single > without + 1.0  # 0.25: token 0's IoU guess
 
 
 def test_choose_equals_the_inference_heads(tiny_model):
@@ -134,6 +141,22 @@ def test_loop_resumes_exactly(tmp_path):
     for (k, a), b in zip(whole.state_dict().items(), resumed.state_dict().values()):
         torch.testing.assert_close(a, b, rtol=0, atol=1e-6, msg=k)
     assert (tmp_path / "a" / "weights.pt").is_file()
+
+
+def test_frozen_image_encoder_stage(tmp_path):
+    """``freeze_image_encoder``: the encoder keeps its weights bit for bit; the memory path
+    and the decoder train."""
+    torch.manual_seed(0)
+    model = build_sam2(embedded_config().replace(image_size=SIZE))
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    recipe = Recipe(iterations=2, images_per_step=1, objects_per_image=2, rounds=2, clip_length=2,
+                    clip_objects=1, video_every=1, warmup=1, freeze_image_encoder=True)
+    train(model, recipe, tmp_path, log=lambda s: None)
+    after = model.state_dict()
+    encoder = [k for k in before if k.startswith("image_encoder.")]
+    assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
+    for prefix in ("memory_attention.", "memory_encoder.", "sam_mask_decoder."):
+        assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
 
 
 def test_training_never_draws_held_out_seeds():

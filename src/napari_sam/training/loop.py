@@ -1,7 +1,9 @@
 """The seeded, resumable training loop of the embedded model.
 
 Each iteration is one image-path step, plus one video-path step every ``video_every``
-iterations from ``video_start`` on (their losses summed).
+iterations from ``video_start`` on (their losses summed). With ``freeze_image_encoder`` the
+image encoder keeps its weights (forward only: ~3x faster steps), for a stage that trains
+the memory path and the decoder on features that are already good.
 Data seeds are ``1_000_000 + 10 * iteration + k`` (training) — the held-out sets use
 seeds below 1_000 (see :mod:`.evaluate`), so they never meet. AdamW, linear warm-up then
 cosine decay, gradient clipping. A checkpoint (model + optimiser + RNG state) is written
@@ -42,6 +44,9 @@ class Recipe:
     video_start: int = 0  # ... from this iteration on (image path alone before)
     seed: int = 0
     checkpoint_every: int = 20
+    freeze_image_encoder: bool = False  # train only what follows the image encoder (a later stage)
+    p_box: float = 0.3  # share of image-path prompt sets that start from a box
+    multimask_trains_only_best: bool = False  # single clicks: train the best of tokens 1-3, not token 0
 
 
 def lr_at(recipe: Recipe, it: int) -> float:
@@ -63,7 +68,10 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=recipe.weight_decay)
+    for p in model.image_encoder.parameters():
+        p.requires_grad_(not recipe.freeze_image_encoder)
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     start = 0
     if ckpt_path.exists():
         ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
@@ -82,15 +90,16 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
                 group["lr"] = lr_at(recipe, it)
             opt.zero_grad(set_to_none=True)
             exs = [data.image_example(base + k, model.image_size) for k in range(recipe.images_per_step)]
-            loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds)
+            token0 = not recipe.multimask_trains_only_best
+            loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds, recipe.p_box, token0)
             loss_v, st_v, source = None, {}, "-"
             if it >= recipe.video_start and (it + 1) % recipe.video_every == 0:
                 clip = data.clip_example(base + 9, recipe.clip_length, model.image_size)
-                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects)
+                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects, token0_on_multimask=token0)
                 source = clip.source
             loss = sum(x for x in (loss_i, loss_v) if x is not None)
             loss.backward()
-            gnorm = float(torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.clip))
+            gnorm = float(torch.nn.utils.clip_grad_norm_(params, recipe.clip))
             opt.step()
             rec = {"it": it + 1, "lr": lr_at(recipe, it), "loss": float(loss.detach()), "gnorm": gnorm,
                    "sec": round(time.time() - t0, 1), "clip": source, **st_i, **st_v}

@@ -39,19 +39,23 @@ def hard_iou(logits, target):
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-def prompt_losses(masks, ious, object_logits, target, multimask):
+def prompt_losses(masks, ious, object_logits, target, multimask, token0_on_multimask: bool = True):
     """Losses of ``B`` prompt sets with 4 mask tokens each.
 
     ``masks`` ``(B, 4, L, L)`` logits at the target's size, ``ious`` ``(B, 4)``,
     ``object_logits`` ``(B, 1)``, ``target`` ``(B, L, L)`` float in [0, 1] (area-downsampled
     ground truth: soft at the edges), ``multimask`` ``(B,)`` bool (train the best
-    of tokens 1-3 as well as token 0). Returns ``(loss, stats)``; loss averaged over B.
+    of tokens 1-3; token 0 as well unless ``token0_on_multimask`` is False — the official
+    SAM 2 training's choice: token 0 is then the single-mask output of unambiguous prompts
+    only, boxes and several clicks, instead of a compromise over ambiguous single clicks).
+    Returns ``(loss, stats)``; loss averaged over B.
     """
     tgt = target[:, None].expand_as(masks)
     per = BCE_WEIGHT * balanced_bce(masks, tgt) + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
     present = (target.flatten(1).amax(1) > 0).float()
     best_multi = per[:, 1:].min(dim=1).values
-    mask = per[:, 0] + multimask.float() * best_multi
+    mm = multimask.float()
+    mask = (1 - mm) * per[:, 0] + mm * best_multi + (mm * per[:, 0] if token0_on_multimask else 0)
     with torch.no_grad():
         actual = hard_iou(masks, tgt)
     iou = (ious - actual).abs().mean(1)

@@ -65,7 +65,8 @@ def _pick(rng, ids, k):
     return ids if len(ids) <= k else rng.choice(ids, size=k, replace=False)
 
 
-def image_step(model, examples: list[Example], rng: np.random.Generator, objects: int = 12, rounds: int = 3):
+def image_step(model, examples: list[Example], rng: np.random.Generator, objects: int = 12, rounds: int = 3,
+               p_box: float = 0.3, token0_on_multimask: bool = True):
     """Image path over ``examples`` (one frame each); all their prompt sets decode as one batch."""
     S, L = model.image_size, model.config.low_res_size
     feats = model.encode_image(torch.cat([ex.images for ex in examples]))
@@ -83,13 +84,13 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
     pix = embed[idx]
     hr = [feats["high_res_s0"][idx], feats["high_res_s1"][idx]]
     target = low_res_target(gts, L)
-    sets = [initial_prompt(rng, g) for g in gts]
+    sets = [initial_prompt(rng, g, p_box=p_box) for g in gts]
     mask_input, total, stats = None, 0.0, {}
     for r in range(rounds):
         coords, labels = _pad(sets)
         multimask = torch.tensor([len(l) == 1 and l[0] == 1 for _, l in sets])
         dec = decode_all(model, pix, hr, coords, labels, mask_input)
-        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target, multimask)
+        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target, multimask, token0_on_multimask)
         total = total + loss / rounds
         stats.update({f"r{r}_{k}": v for k, v in st.items()})
         if r + 1 == rounds:
@@ -106,7 +107,8 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
     return total, stats
 
 
-def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p_box: float = 0.25):
+def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p_box: float = 0.25,
+               token0_on_multimask: bool = True):
     """Video path over one clip ``ex`` (T frames), up to ``objects`` objects of frame 0."""
     cfg, S, L = model.config, model.image_size, model.config.low_res_size
     T = ex.images.shape[0]
@@ -127,7 +129,7 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
     coords, labels = _pad(sets)
     multimask = torch.tensor([len(l) == 1 for _, l in sets])  # official: 1 point -> multimask
     dec = decode_all(model, model.no_memory_features(embed[:1]), hr(0), coords, labels)
-    loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[0], multimask)
+    loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[0], multimask, token0_on_multimask)
     total, stats = loss, {f"f0_{k}": v for k, v in st.items()}
     low, ptr0 = choose(model, dec, multimask)
     mem0, _ = model.encode_memory(embed[:1].expand(B, -1, -1, -1), _upsample(low.detach(), S),
@@ -144,7 +146,7 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
         pix = model.condition_on_memory(embed[t : t + 1], memories, pointers, ex.num_frames)
         coords, labels = torch.zeros(B, 1, 2), -torch.ones(B, 1, dtype=torch.int64)
         dec = decode_all(model, pix, hr(t), coords, labels)
-        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[t], tracked)
+        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[t], tracked, token0_on_multimask)
         total = total + loss
         for k, v in st.items():
             track_stats[k] = track_stats.get(k, 0.0) + v / (T - 1)
