@@ -19,33 +19,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from napari_sam.models.sam2 import SAM2_CONFIGS, Sam2Config, build_sam2
+from official_sam2_yaml import yaml_and_overrides
 
-_SHORT = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
-
-
-def _list(values) -> str:
-    return "[" + ",".join(str(v) for v in values) + "]"
-
-
-def _overrides(cfg: Sam2Config) -> list[str]:
-    """Hydra overrides that resize the official tiny yaml to ``cfg`` (reduced configs)."""
-    side = cfg.feat_size
-    trunk = "++model.image_encoder.trunk."
-    return [
-        f"++model.image_size={cfg.image_size}",
-        f"{trunk}embed_dim={cfg.embed_dim}",
-        f"{trunk}num_heads={cfg.num_heads}",
-        f"{trunk}stages={_list(cfg.stages)}",
-        f"{trunk}global_att_blocks={_list(cfg.global_att_blocks)}",
-        f"{trunk}window_spec={_list(cfg.window_spec)}",
-        f"{trunk}window_pos_embed_bkg_spatial_size={_list(cfg.window_pos_embed_bkg_spatial_size)}",
-        f"++model.image_encoder.neck.backbone_channel_list={_list(cfg.channel_list)}",
-        f"++model.memory_attention.num_layers={cfg.memory_attention_layers}",
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
-    ]
-
+from napari_sam.models.sam2 import Sam2Config, build_sam2
 
 def _fp32_predictor_class():
     from sam2.sam2_video_predictor import SAM2VideoPredictor
@@ -75,11 +51,7 @@ def official_predictor(cfg: Sam2Config, seed: int = 0, corrections_as_cond: bool
     """
     from sam2.build_sam import build_sam2_video_predictor
 
-    folder = prefix = "sam2" if cfg.version == "2.0" else "sam2.1"
-    if SAM2_CONFIGS.get(cfg.name) == cfg:  # an official config as it is
-        size, overrides = _SHORT[cfg.name.split("_hiera_")[1]], []
-    else:
-        size, overrides = "t", _overrides(cfg)
+    yaml, overrides = yaml_and_overrides(cfg)
     if corrections_as_cond:
         overrides.append("++model.add_all_frames_to_correct_as_cond=true")
     overrides += [
@@ -87,8 +59,7 @@ def official_predictor(cfg: Sam2Config, seed: int = 0, corrections_as_cond: bool
         f"++model.max_cond_frames_in_attn={cfg.max_cond_frames_in_attn}",
     ]
     torch.manual_seed(seed)
-    pred = build_sam2_video_predictor(f"configs/{folder}/{prefix}_hiera_{size}.yaml", device="cpu",
-                                      hydra_overrides_extra=overrides)
+    pred = build_sam2_video_predictor(yaml, device="cpu", hydra_overrides_extra=overrides)
     pred.__class__ = _fp32_predictor_class()
     pred.fill_hole_area = 0
     if perturb is not None:

@@ -12,49 +12,17 @@ import pytest
 import torch
 
 from conftest import perturb_
-from napari_sam.models.sam2 import SAM2_CONFIGS, Sam2Config, build_sam2, reduced_config
+from official_sam2_yaml import yaml_and_overrides
+from napari_sam.models.sam2 import Sam2Config, build_sam2, reduced_config
 
 sam2_official = pytest.importorskip("sam2.build_sam")
 
-_SHORT = {"tiny": "t", "small": "s", "base_plus": "b+", "large": "l"}
-
-
-def _list(values) -> str:
-    return "[" + ",".join(str(v) for v in values) + "]"
-
-
-def official_overrides(cfg: Sam2Config) -> list[str]:
-    """Hydra overrides that give the official tiny config the sizes of ``cfg``."""
-    side = cfg.feat_size
-    trunk = "++model.image_encoder.trunk."
-    return [
-        f"++model.image_size={cfg.image_size}",
-        f"{trunk}embed_dim={cfg.embed_dim}",
-        f"{trunk}num_heads={cfg.num_heads}",
-        f"{trunk}stages={_list(cfg.stages)}",
-        f"{trunk}global_att_blocks={_list(cfg.global_att_blocks)}",
-        f"{trunk}window_spec={_list(cfg.window_spec)}",
-        f"{trunk}window_pos_embed_bkg_spatial_size={_list(cfg.window_pos_embed_bkg_spatial_size)}",
-        f"++model.image_encoder.neck.backbone_channel_list={_list(cfg.channel_list)}",
-        f"++model.memory_attention.num_layers={cfg.memory_attention_layers}",
-        f"++model.memory_attention.layer.self_attention.feat_sizes=[{side},{side}]",
-        f"++model.memory_attention.layer.cross_attention.feat_sizes=[{side},{side}]",
-        # the official video predictor's override (build_sam2 adds the multimask ones)
-        "++model.binarize_mask_from_pts_for_mem_enc=true",
-    ]
-
-
 def official_model(cfg: Sam2Config):
     """The official ``SAM2Base`` for ``cfg`` (reduced: the tiny yaml resized), eval, CPU."""
-    folder = "sam2" if cfg.version == "2.0" else "sam2.1"
-    if cfg.name in SAM2_CONFIGS:
-        size = _SHORT[cfg.name.split("_hiera_")[1]]
-        overrides = ["++model.binarize_mask_from_pts_for_mem_enc=true"]
-    else:
-        size, overrides = "t", official_overrides(cfg)
-    prefix = "sam2" if cfg.version == "2.0" else "sam2.1"
-    return sam2_official.build_sam2(f"configs/{folder}/{prefix}_hiera_{size}.yaml", device="cpu",
-                                    hydra_overrides_extra=overrides)
+    yaml, overrides = yaml_and_overrides(cfg)
+    # the official video predictor's override (its build_sam2 adds the multimask ones)
+    overrides = overrides + ["++model.binarize_mask_from_pts_for_mem_enc=true"]
+    return sam2_official.build_sam2(yaml, device="cpu", hydra_overrides_extra=overrides)
 
 
 def paired_models(cfg: Sam2Config, seed: int = 0):
