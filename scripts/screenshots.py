@@ -2,10 +2,10 @@
 
     xvfb-run -a -s "-screen 0 1600x1000x24" python scripts/screenshots.py [--model NAME] [--only 2d,automatic]
 
-The 2D scenes use the bundled "embedded" model (or ``--model``). The stack scenes need a
-model that tracks: ``--model`` when it does (an official SAM 2 model), else a small
-UNTRAINED SAM 2 (random weights, no download) whose pictures show the widget and where
-results go, not segmentation quality. Writes docs/images/*.png.
+Every scene uses the bundled "embedded" model (or ``--model``). The stack scenes need a
+model that tracks; for a model that does not, a small UNTRAINED SAM 2 (random weights, no
+download) takes them, whose pictures show the widget and where results go, not segmentation
+quality. Writes docs/images/*.png.
 """
 
 from __future__ import annotations
@@ -118,13 +118,30 @@ def scene_automatic(napari, app, model):
     viewer.close()
 
 
+def _largest_objects(labels, n):
+    ids, counts = np.unique(labels[labels > 0], return_counts=True)
+    return [int(k) for k in ids[np.argsort(counts)[::-1][:n]]]
+
+
+def _centre(mask):
+    """(row, col) of the mask pixel farthest inside it."""
+    from scipy import ndimage
+
+    d = ndimage.distance_transform_edt(mask)
+    return [int(v) for v in np.unravel_index(np.argmax(d), d.shape)]
+
+
 def scene_stack(napari, app, model):
     viewer = new_viewer(napari)
     viewer.open_sample("napari-sam", "nuclei_3d")
     _, w = viewer.window.add_plugin_dock_widget("napari-sam", "Segment Anything")
     w.set_model(model)
     viewer.dims.set_current_step(0, 14)
-    w.points_layer.add([14, 52, 62])
+    truth = next(lay for lay in viewer.layers if lay.name.endswith("ground truth")).data
+    for i, k in enumerate(_largest_objects(truth[14], 2)):  # the centres of two nuclei on slice 14
+        if i:
+            w.new_object()
+        w.points_layer.add([14, *_centre(truth[14] == k)])
     settle(app, w)
     w.direction_combo.setCurrentText("both")
     w.actions.propagate()
@@ -140,11 +157,7 @@ def scene_timelapse(napari, app, model):
     _, w = viewer.window.add_plugin_dock_widget("napari-sam", "Segment Anything")
     w.set_model(model)
     viewer.dims.set_current_step(0, 0)
-    w.points_layer.add([0, 60, 70])
-    w.new_object()
-    w.points_layer.add([0, 150, 120])
-    settle(app, w)
-    w.actions.propagate("forward")
+    w.automatic.track_everything()  # every cell, no clicks
     settle(app, w)
     w.tracks_check.setChecked(True)
     viewer.dims.set_current_step(0, 20)

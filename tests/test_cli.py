@@ -185,6 +185,22 @@ def test_dask_cluster_embeds_each_frame_once_then_segment_and_track_reuse(files,
     assert tifffile.imread(tmp_path / "s.tif").shape == (T, H, W)
 
 
+def test_demo_headless_tracks_the_timelapse_by_default(tmp_path, capsys):
+    """The default sample is the time-lapse: labels for every frame, a tracks table, and the
+    share of frames each object keeps its id, printed."""
+    from napari_sam.data.samples import sample
+    from napari_sam.engine.auto_tracking import id_persistence
+
+    assert cli.main(["demo", "--headless", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    labels = tifffile.imread(tmp_path / "timelapse_labels.tif")
+    truth = sample("timelapse").labels
+    assert labels.shape == truth.shape and all(labels[t].any() for t in range(len(labels)))
+    keep = id_persistence(truth, labels)
+    assert keep >= 0.5 and f"keeps its id on {keep:.0%} of its frames" in out
+    assert (tmp_path / "timelapse_tracks.csv").read_text().count("\n") > len(labels)
+
+
 def test_demo_headless_segments_the_sample_with_the_bundled_model(tmp_path, capsys):
     """``napari-sam demo --headless``: no window, no download — the sample and its labels are
     written, and the printed line compares them with the ground truth."""

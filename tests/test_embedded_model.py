@@ -61,16 +61,25 @@ def test_cli_lists_and_verifies_it(capsys):
     assert "bundled" in capsys.readouterr().out
 
 
-def test_video_session_warns_that_it_does_not_track():
+def test_video_session_warns_only_for_models_that_do_not_track():
+    """The bundled weights track (``EMBEDDED_TRACKS``): no warning. A model marked
+    ``can_track = False`` (weights whose memory path is not trained) gets one."""
+    import warnings
+
     import numpy as np
     import pytest
 
-    from napari_sam.weights import EMBEDDED_TRACKS
+    from napari_sam.weights import EMBEDDED_TRACKS, build_embedded
 
     model = ns.load_model("embedded", device="cpu")
-    assert model.can_track is EMBEDDED_TRACKS is False
-    with pytest.warns(UserWarning, match="does not track well yet"):
+    assert model.can_track is EMBEDDED_TRACKS is True
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
         ns.VideoSession(model, np.zeros((3, 32, 32), np.uint8)).close()
+    untrained = build_embedded()
+    untrained.can_track = False
+    with pytest.warns(UserWarning, match="does not track well"):
+        ns.VideoSession(untrained, np.zeros((3, 32, 32), np.uint8)).close()
 
 
 def test_segment_everything_uses_the_models_defaults():

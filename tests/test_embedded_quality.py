@@ -5,7 +5,8 @@ drawn in training), through the public inference paths (ImagePredictor, VideoSes
 Targets this version's weights do not meet are strict xfails (docs/embedded_model.md has the
 figures): they run, and weights that meet a target make its test fail until it is turned
 into a plain assertion. ``test_box_regression`` keeps the shipped level from slipping; it is
-not the target."""
+not the target. This version: click and time-lapse met; box (0.851) and z-stack (0.748 on
+this stack, 0.80 over three held-out stacks) not."""
 
 from __future__ import annotations
 
@@ -13,11 +14,8 @@ import pytest
 
 import napari_sam as ns
 from napari_sam.training import evaluate as ev
-from napari_sam.weights import EMBEDDED_TRACKS
 
 not_met = pytest.mark.xfail(strict=True, reason="not met by this version's weights (docs/embedded_model.md)")
-not_tracking = pytest.mark.xfail(not EMBEDDED_TRACKS, strict=True,
-                                 reason="this version's embedded model does not track (EMBEDDED_TRACKS)")
 
 
 @pytest.fixture(scope="module")
@@ -42,10 +40,9 @@ def test_box(clicks_and_boxes):
 
 
 def test_box_regression(clicks_and_boxes):
-    assert clicks_and_boxes["box_iou"] >= 0.80, clicks_and_boxes  # shipped: 0.832
+    assert clicks_and_boxes["box_iou"] >= 0.84, clicks_and_boxes  # shipped: 0.851
 
 
-@not_tracking
 def test_timelapse_clicked_on_frame_0_and_propagated(model):
     r = ev.timelapse_quality(model)
     assert r.objects >= 10 and r.pairs >= 300
@@ -53,9 +50,19 @@ def test_timelapse_clicked_on_frame_0_and_propagated(model):
     assert r.identity >= 0.95, r  # no object jumps to its neighbour
 
 
-@not_tracking
-def test_zstack_clicked_on_the_middle_slice_and_propagated_both_ways(model):
-    r = ev.zstack_quality(model)
+@pytest.fixture(scope="module")
+def zstack(model):
+    return ev.zstack_quality(model)
+
+
+@not_met
+def test_zstack_clicked_on_the_middle_slice_and_propagated_both_ways(zstack):
+    r = zstack
     assert r.objects >= 5 and r.pairs >= 60
     assert r.mean_iou >= 0.80, r
     assert r.identity >= 0.95, r
+
+
+def test_zstack_regression(zstack):
+    r = zstack
+    assert r.mean_iou >= 0.72 and r.identity >= 0.95, r  # shipped: 0.748 / 0.987 (target 0.80)

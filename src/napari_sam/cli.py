@@ -4,7 +4,7 @@
     napari-sam embed  INPUT... (-o STORE.zarr | --output-dir DIR)
     napari-sam segment INPUT... (-o OUT.tif|.zarr | --output-dir DIR) (--prompts FILE | --auto)
     napari-sam track  INPUT -o OUT.tif|.zarr --tracks TRACKS.csv [--prompts FILE]
-    napari-sam demo   [--sample nuclei_2d|timelapse|nuclei_3d] [--headless DIR]
+    napari-sam demo   [--sample timelapse|nuclei_2d|nuclei_3d] [--headless DIR]
 
 Bad input ends with one line on stderr and exit status 2 (1 for anything unexpected);
 ``NAPARI_SAM_DEBUG=1`` shows the traceback instead.
@@ -76,8 +76,8 @@ def _parser() -> argparse.ArgumentParser:
     _auto_options(trk)
 
     demo = sub.add_parser("demo", help="napari with a synthetic sample, every object segmented and tracked")
-    demo.add_argument("--sample", default="nuclei_2d", choices=("nuclei_2d", "timelapse", "nuclei_3d"),
-                      help="stacks are tracked with a model that tracks (an official SAM 2 model)")
+    demo.add_argument("--sample", default="timelapse", choices=("timelapse", "nuclei_2d", "nuclei_3d"),
+                      help="stacks are segmented and tracked (Track everything), a 2D image segmented")
     demo.add_argument("--model", default=None, help="registry name (default: as the other commands)")
     demo.add_argument("--headless", metavar="DIR", help="no window: write the sample, its labels (and tracks) "
                       "to DIR and print how they compare with the ground truth")

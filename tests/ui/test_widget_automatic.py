@@ -177,10 +177,21 @@ def test_stack_segment_slice_and_track_everything(sam, qtbot, tiny_sam2, monkeyp
     lab.data[0, :5, :5] = 1  # a label of the user: kept, and automatic ids start at 2
     lab.refresh()
     before = lab.data.copy()
+    w.tracks_check.setChecked(True)
     w.automatic.track_button.click()
     wait_idle(qtbot, w)
     assert np.array_equal(lab.data, np.where(before > 0, before, np.where(want > 0, want + 1, 0)))
     assert w.automatic.stats["tracked_frames"] == 6
+    # Show tracks: a track per label (the user's and every automatic one), centroid per frame
+    from napari.layers import Tracks
+
+    tracks = [lay for lay in viewer.layers if isinstance(lay, Tracks)]
+    assert len(tracks) == 1 and tracks[0].visible
+    data = tracks[0].data
+    assert sorted({int(o) for o in data[:, 0]}) == sorted(int(i) for i in np.unique(lab.data) if i)
+    for obj, t, *centre in data[:: max(1, len(data) // 7)]:
+        assert np.allclose(centre, np.argwhere(lab.data[int(t)] == obj).mean(0))
+    w.tracks_check.setChecked(False)
     lab.undo()  # the whole stack in one step
     assert np.array_equal(lab.data, before)
 

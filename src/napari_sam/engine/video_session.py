@@ -66,8 +66,8 @@ class VideoSession:
         if not getattr(model, "can_track", True):
             import warnings
 
-            warnings.warn(f"{getattr(model, 'name', 'this model')} does not track well yet (docs/embedded_model.md): "
-                          "propagated masks will be poor; use an official SAM 2.1 model to track", stacklevel=2)
+            warnings.warn(f"{getattr(model, 'name', 'this model')} does not track well (can_track is False): "
+                          "propagated masks will be poor; use a SAM 2.1 model that tracks", stacklevel=2)
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
         self.model = model.eval()

@@ -94,12 +94,12 @@ def image_example(seed: int, size: int = 256) -> Example:
     return _to_example(rng, stack, labels, size, video=False, source=str(kind))
 
 
-def clip_example(seed: int, length: int = 6, size: int = 256) -> Example:
-    """``length`` consecutive frames: a time-lapse (forward or backward) or a z-stack
-    walked up or down from a random slice."""
+def clip_example(seed: int, length: int = 6, size: int = 256, p_timelapse: float = 0.55) -> Example:
+    """``length`` consecutive frames: a time-lapse (forward or backward, share
+    ``p_timelapse``) or a z-stack walked up or down from a random slice."""
     rng = np.random.default_rng(seed)
     sub = int(rng.integers(2**31))
-    if rng.random() < 0.55:
+    if rng.random() < p_timelapse:
         n = int(rng.integers(length, length + 8))
         s = synthetic.timelapse(n_frames=n, n_objects=int(rng.integers(8, 24)), seed=sub,
                                 speed=float(rng.uniform(0.6, 2.0)))

@@ -210,8 +210,8 @@ class AutomaticPanel(QGroupBox):
         """Track every object through the current stack (SAM 2), written when complete."""
         w, seg = self.w, self.w.segmenter
         if seg is None or not seg.video:
-            w.status.setText("Track everything needs a SAM 2 model that tracks and an image stack (the bundled "
-                             "embedded model segments slice by slice: load an official SAM 2.1 model).")
+            w.status.setText("Track everything needs a SAM 2 model that tracks and an image stack (this model "
+                             "segments slice by slice: load a SAM 2.1 model, e.g. the bundled 'embedded').")
             return False
         labels = w.writable_labels()
         if labels is None:
@@ -274,7 +274,8 @@ class AutomaticPanel(QGroupBox):
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 return
             slices = {seg.geometry.join(key, t): lab for t, lab in sorted(results.items())}
-            self._write(labels, slices, f"Track everything over {n} slices")
+            if self._write(labels, slices, f"Track everything over {n} slices") and w.tracks_check.isChecked():
+                w.actions.update_tracks()
 
         job = Job(run, on_yield=on_yield, on_done=done, total=n, exclusive=True, desc="Tracking everything")
         return self._submit(job, labels, "Tracking everything …")

@@ -1,14 +1,14 @@
 """``napari-sam demo``: napari opens with a synthetic sample, the dock widget and a model
 loaded (by default the bundled embedded model: no download), and every object segmented —
-tracked through the stack for a time-lapse or a z-stack when the model tracks (an official
-SAM 2 model; the embedded model segments the slice shown) — ready to inspect and correct."""
+tracked through the stack for a time-lapse (the default) or a z-stack when the model tracks
+(SAM 2; a SAM 1 model segments the slice shown) — ready to inspect and correct."""
 
 from __future__ import annotations
 
-SAMPLES = ("nuclei_2d", "timelapse", "nuclei_3d")
+SAMPLES = ("timelapse", "nuclei_2d", "nuclei_3d")
 
 
-def open_demo(viewer, sample: str = "nuclei_2d", model_name: str | None = None, run: bool = True):
+def open_demo(viewer, sample: str = "timelapse", model_name: str | None = None, run: bool = True):
     """Fill ``viewer`` with ``sample``, dock the widget, load the model, start the automatic
     run (Track everything on stacks, Segment everything on a 2D image). Returns the widget."""
     from napari_sam.data import samples
@@ -32,7 +32,7 @@ def open_demo(viewer, sample: str = "nuclei_2d", model_name: str | None = None, 
     return widget
 
 
-def run_demo(sample: str = "nuclei_2d", model_name: str | None = None) -> None:
+def run_demo(sample: str = "timelapse", model_name: str | None = None) -> None:
     """Open a napari window with :func:`open_demo` and run napari's event loop."""
     import napari
 

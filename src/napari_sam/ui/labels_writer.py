@@ -93,15 +93,17 @@ def next_free_id(layer, used=()) -> int:
     return max([top, *[int(u) for u in used]]) + 1
 
 
-def centroid_tracks(labels: np.ndarray, objects, video_axis: int = 0) -> np.ndarray:
-    """Napari Tracks data for ``objects``: rows (object, frame, *centroid) with the centroid
-    over every other axis of the frame (e.g. (y, x), or (z, y, x) of a 4D layer), in the
-    labels' data coordinates. Frames where an object is absent are skipped."""
-    objects = sorted(int(o) for o in objects)
+def centroid_tracks(labels: np.ndarray, objects=None, video_axis: int = 0) -> np.ndarray:
+    """Napari Tracks data for ``objects`` (``None``: every label in ``labels``): rows
+    (object, frame, *centroid) with the centroid over every other axis of the frame (e.g.
+    (y, x), or (z, y, x) of a 4D layer), in the labels' data coordinates. Frames where an
+    object is absent are skipped."""
+    wanted = None if objects is None else {int(o) for o in objects}
     data = np.moveaxis(np.asarray(labels), video_axis, 0)
     rows = []
     for t, vol in enumerate(data):
-        present = [o for o in objects if o in set(np.unique(vol).tolist())] if objects else []
+        ids = [int(o) for o in np.unique(vol) if o != 0]
+        present = [o for o in ids if wanted is None or o in wanted]
         if not present:
             continue
         centers = ndi.center_of_mass(np.ones_like(vol, dtype=np.uint8), vol, present)

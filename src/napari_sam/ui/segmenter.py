@@ -53,8 +53,8 @@ class Segmenter:
         self.frames = {key: geometry.frames(image_layer, key) for key in geometry.stack_keys()}
         self.cache_root = embeddings_root() if cache_root is None else Path(cache_root)
         self.lock = threading.RLock()
-        # SAM 2 propagates through stacks; SAM 1 and a SAM 2 that does not track well (the
-        # bundled embedded model, ``can_track`` False) segment slice by slice
+        # SAM 2 propagates through stacks; SAM 1 and a SAM 2 marked as not tracking
+        # (``can_track`` False: weights whose memory path is untrained) segment slice by slice
         self.video = (getattr(model, "family", None) == "sam2" and getattr(model, "can_track", True)
                       and geometry.n_frames > 1)
         self._model_tag: str | None = None

@@ -31,8 +31,8 @@ def _ranges(frames) -> str:
     return ", ".join(out)
 
 
-NO_TRACKING = ("Propagation needs a SAM 2 model and an image stack (the bundled embedded model "
-               "segments slice by slice: load an official SAM 2.1 model to track).")
+NO_TRACKING = ("Propagation needs a SAM 2 model that tracks and an image stack (this model "
+               "segments slice by slice: load a SAM 2.1 model, e.g. the bundled 'embedded', to track).")
 
 
 class SessionActions:
@@ -210,7 +210,8 @@ class SessionActions:
         self.w.visibility.setText("\n".join(lines) if lines else "")
 
     def update_tracks(self) -> None:
-        """Create / refresh / hide the Tracks layer (one track per object, centroid per frame)."""
+        """Create / refresh / hide the Tracks layer: one track per label of the Labels layer
+        (clicked objects and Track everything's alike), its centroid per frame."""
         w = self.w
         from .widget import ROLE, SOURCE
 
@@ -220,8 +221,7 @@ class SessionActions:
             if existing is not None:
                 existing.visible = False
             return
-        objects = sorted({k[2] for k in w.prompts})
-        data = lw.centroid_tracks(lab.data, objects, video_axis=0)
+        data = lw.centroid_tracks(lab.data, None, video_axis=0)  # clicked and automatic objects alike
         if not len(data):
             return
         colors = self._object_colormap(lab, sorted({int(o) for o in data[:, 0]}))

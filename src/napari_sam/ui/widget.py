@@ -307,7 +307,7 @@ class SamWidget(QWidget):
         stack = self.geometry is not None and self.geometry.n_frames > 1
         video = stack and self.model is not None and self.model.family == "sam2"
         self.video_box.setEnabled(video)
-        self.video_box.setToolTip("" if video or not stack else "Propagation through stacks needs a SAM 2 model that tracks: an official SAM 2 / 2.1 model (the bundled embedded model segments slice by slice)")
+        self.video_box.setToolTip("" if video or not stack else "Propagation through stacks needs a SAM 2 model that tracks: an official SAM 2 / 2.1 model or the bundled embedded one")
         self.tracks_check.setEnabled(video and self.geometry.video_axis == 0)
         self.embed_button.setEnabled(self.segmenter is not None)
         self.automatic.update_enabled()
