@@ -44,7 +44,7 @@ def localize_memory_attention(model, amplitude: float = 5.7, frequencies: int = 
     and a memory's mask reaches the pixels it covers. With the default random projections
     the attention is spread evenly over the grid: a memory's object signal is diluted ~256x
     at 16 x 16 and the video path stays on its plateau (every tracked frame shows every
-    object); with this init the embedded model's tracked IoU left it within ~80 iterations
+    object); with this init the embedded model's tracked IoU left it after ~120 iterations
     (docs/embedded_model.md). Slow rotary pairs are left at zero because they vary too
     little over a grid to tell places apart. Returns how many layers were set."""
     layers = model.memory_attention.layers

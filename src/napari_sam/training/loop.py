@@ -2,7 +2,7 @@
 
 Each iteration is one image-path step, plus one video-path step every ``video_every``
 iterations from ``video_start`` on (their losses summed). With ``freeze_image_encoder`` the
-image encoder keeps its weights (forward only: ~3x faster steps), for a stage that trains
+image encoder keeps its weights (forward only: cheaper steps), for a stage that trains
 the memory path and the decoder on features that are already good.
 Data seeds are ``1_000_000 + 10 * iteration + k`` (training) — the held-out sets use
 seeds below 1_000 (see :mod:`.evaluate`), so they never meet. AdamW, linear warm-up then
