@@ -117,6 +117,32 @@ def test_steps_give_finite_losses_and_gradients(tiny_model):
     m.eval()
 
 
+def test_video_step_both_ways_picks_memories_as_the_official_reverse_run(tiny_model, monkeypatch):
+    """Prompted on frame 2 of 5: forward to 4, then backward to 0. In reverse the official
+    predictor's "earlier" frames are later ones (already filled by the forward run): the
+    memories (t_pos) and pointer distances each tracked frame gets, in order."""
+    m = tiny_model.eval()
+    seen = []
+    real = m.condition_on_memory
+
+    def spy(embed, memories, pointers, num_frames, **kw):
+        seen.append(([tp for _, _, tp in memories], [d for _, d in pointers]))
+        return real(embed, memories, pointers, num_frames, **kw)
+
+    monkeypatch.setattr(m, "condition_on_memory", spy)
+    seed = next(s for s in range(50) if data.clip_example(s, 5, SIZE).source == "timelapse")
+    with torch.no_grad():
+        loss, stats = video_step(m, data.clip_example(seed, 5, SIZE), np.random.default_rng(0), objects=2, start=2)
+    assert torch.isfinite(loss) and "track_iou" in stats
+    n = m.config.num_maskmem  # 7
+    assert seen == [
+        ([0], [1]),  # frame 3
+        ([0, n - 1], [2, 1]),  # frame 4: frame 3 one step back
+        ([0, n - 3, n - 2], [1, 2, 3]),  # frame 1 (reverse): frames 4, 3; pointers of 2 (prompt), 3, 4
+        ([0, n - 4, n - 3, n - 1], [2, 1, 3, 4]),  # frame 0: frames 4, 3, 1
+    ]
+
+
 def test_lr_schedule():
     r = Recipe(iterations=100, lr=1e-3, warmup=10, min_lr_ratio=0.1)
     assert lr_at(r, 0) == pytest.approx(1e-4) and lr_at(r, 9) == pytest.approx(1e-3)

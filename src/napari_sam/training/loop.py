@@ -41,6 +41,7 @@ class Recipe:
     clip_length: int = 4
     clip_objects: int = 3
     p_timelapse: float = 0.55  # share of clips from time-lapses (the rest: z-stacks)
+    p_both_ways: float = 0.0  # share of clips prompted on their middle frame, tracked forward then backward
     video_every: int = 2  # a video-path step on every n-th iteration ...
     video_start: int = 0  # ... from this iteration on (image path alone before)
     seed: int = 0
@@ -96,7 +97,9 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
             loss_v, st_v, source = None, {}, "-"
             if it >= recipe.video_start and (it + 1) % recipe.video_every == 0:
                 clip = data.clip_example(base + 9, recipe.clip_length, model.image_size, recipe.p_timelapse)
-                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects, token0_on_multimask=token0)
+                both = recipe.p_both_ways > 0 and rng.random() < recipe.p_both_ways
+                start = clip.images.shape[0] // 2 if both else 0
+                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects, token0_on_multimask=token0, start=start)
                 source = clip.source
             loss = sum(x for x in (loss_i, loss_v) if x is not None)
             loss.backward()

@@ -108,13 +108,20 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
 
 
 def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p_box: float = 0.25,
-               token0_on_multimask: bool = True):
-    """Video path over one clip ``ex`` (T frames), up to ``objects`` objects of frame 0."""
+               token0_on_multimask: bool = True, start: int = 0):
+    """Video path over one clip ``ex`` (T frames), up to ``objects`` objects of frame ``start``.
+
+    Frame ``start`` is prompted; tracking runs forward to the end, then backward from
+    ``start`` to frame 0 (when ``start > 0``) with memories chosen as the official predictor
+    chooses them when it runs in reverse after a forward run: the frames "before" a frame in
+    the reverse direction are later frames, which the forward run has already filled — what
+    propagating both ways from a middle slice does."""
     cfg, S, L = model.config, model.image_size, model.config.low_res_size
     T = ex.images.shape[0]
     feats = model.encode_image(ex.images)
     lab = ex.labels.numpy()
-    ids = _pick(rng, P.object_ids(lab[0], min_area=30), objects)
+    c = start
+    ids = _pick(rng, P.object_ids(lab[c], min_area=30), objects)
     if len(ids) == 0:
         return None, {}
     gts = np.stack([lab == k for k in ids], axis=1)  # (T, B, S, S)
@@ -125,24 +132,26 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
     def hr(t):
         return [feats["high_res_s0"][t : t + 1], feats["high_res_s1"][t : t + 1]]
 
-    sets = [initial_prompt(rng, g, p_box=p_box, p_multi=0.0) for g in gts[0]]
+    sets = [initial_prompt(rng, g, p_box=p_box, p_multi=0.0) for g in gts[c]]
     coords, labels = _pad(sets)
     multimask = torch.tensor([len(l) == 1 for _, l in sets])  # official: 1 point -> multimask
-    dec = decode_all(model, model.no_memory_features(embed[:1]), hr(0), coords, labels)
-    loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[0], multimask, token0_on_multimask)
+    dec = decode_all(model, model.no_memory_features(embed[c : c + 1]), hr(c), coords, labels)
+    loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[c], multimask, token0_on_multimask)
     total, stats = loss, {f"f0_{k}": v for k, v in st.items()}
     low, ptr0 = choose(model, dec, multimask)
-    mem0, _ = model.encode_memory(embed[:1].expand(B, -1, -1, -1), _upsample(low.detach(), S),
+    mem0, _ = model.encode_memory(embed[c : c + 1].expand(B, -1, -1, -1), _upsample(low.detach(), S),
                                   dec.object_logits.detach(), True)
     mems, ptrs = {}, {}
     tracked = torch.ones(B, dtype=torch.bool)  # no clicks on tracked frames: multimask
     max_ptrs = min(ex.num_frames, cfg.max_obj_ptrs_in_encoder)
     track_stats: dict[str, float] = {}
-    for t in range(1, T):
-        memories = [(mem0, None, 0)]
-        for p in range(max(1, t - cfg.num_maskmem + 1), t):
-            memories.append((mems[p], None, cfg.num_maskmem - (t - p)))
-        pointers = [(ptr0, t)] + [(ptrs[p], t - p) for p in range(t - 1, 0, -1) if t - p < max_ptrs]
+    order = [(t, 1) for t in range(c + 1, T)] + [(t, -1) for t in range(c - 1, -1, -1)]
+    for t, r in order:
+        memories = [(mem0, None, 0)]  # the prompted frame, then up to num_maskmem - 1 earlier ones
+        for k in range(cfg.num_maskmem - 1, 0, -1):
+            if t - r * k in mems:
+                memories.append((mems[t - r * k], None, cfg.num_maskmem - k))
+        pointers = [(ptr0, (t - c) * r)] + [(ptrs[t - r * k], k) for k in range(1, max_ptrs) if t - r * k in ptrs]
         pix = model.condition_on_memory(embed[t : t + 1], memories, pointers, ex.num_frames)
         coords, labels = torch.zeros(B, 1, 2), -torch.ones(B, 1, dtype=torch.int64)
         dec = decode_all(model, pix, hr(t), coords, labels)
