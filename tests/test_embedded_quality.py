@@ -5,8 +5,9 @@ drawn in training), through the public inference paths (ImagePredictor, VideoSes
 Targets this version's weights do not meet are strict xfails (docs/embedded_model.md has the
 figures): they run, and weights that meet a target make its test fail until it is turned
 into a plain assertion. ``test_box_regression`` keeps the shipped level from slipping; it is
-not the target. This version: click and time-lapse met; box (0.851) and z-stack (0.748 on
-this stack, 0.80 over three held-out stacks) not."""
+not the target. This version: click and z-stack met; box (0.856) not; the time-lapse misses
+by 0.0005 (0.7995): so close that another torch build may round it either way, so its target
+test is a non-strict xfail, with a guard at the shipped level."""
 
 from __future__ import annotations
 
@@ -40,11 +41,17 @@ def test_box(clicks_and_boxes):
 
 
 def test_box_regression(clicks_and_boxes):
-    assert clicks_and_boxes["box_iou"] >= 0.84, clicks_and_boxes  # shipped: 0.851
+    assert clicks_and_boxes["box_iou"] >= 0.84, clicks_and_boxes  # shipped: 0.856
 
 
-def test_timelapse_clicked_on_frame_0_and_propagated(model):
-    r = ev.timelapse_quality(model)
+@pytest.fixture(scope="module")
+def timelapse(model):
+    return ev.timelapse_quality(model)
+
+
+@pytest.mark.xfail(strict=False, reason="0.7995 with this version's weights: at the threshold (docs/embedded_model.md)")
+def test_timelapse_clicked_on_frame_0_and_propagated(timelapse):
+    r = timelapse
     assert r.objects >= 10 and r.pairs >= 300
     assert r.mean_iou >= 0.80, r
     assert r.identity >= 0.95, r  # no object jumps to its neighbour
@@ -55,7 +62,6 @@ def zstack(model):
     return ev.zstack_quality(model)
 
 
-@not_met
 def test_zstack_clicked_on_the_middle_slice_and_propagated_both_ways(zstack):
     r = zstack
     assert r.objects >= 5 and r.pairs >= 60
@@ -63,6 +69,6 @@ def test_zstack_clicked_on_the_middle_slice_and_propagated_both_ways(zstack):
     assert r.identity >= 0.95, r
 
 
-def test_zstack_regression(zstack):
-    r = zstack
-    assert r.mean_iou >= 0.72 and r.identity >= 0.95, r  # shipped: 0.748 / 0.987 (target 0.80)
+def test_timelapse_regression(timelapse):
+    r = timelapse
+    assert r.mean_iou >= 0.78 and r.identity >= 0.94, r  # shipped: 0.7995 / 0.953 (target 0.80 / kept)

@@ -23,7 +23,7 @@ EMBEDDED_TRACKS = True
 EMBEDDED_AUTO_DEFAULTS = {"pred_iou_thresh": 0.65, "stability_score_thresh": 0.7}
 #: SHA-256 and size of the shipped ``embedded.pt`` (checked on every load; written by
 #: ``scripts/ship_embedded.py``).
-WEIGHTS_SHA256 = "ef4c84b6033ce0fb3f29af0c8b1c2c81ff5ba4c08f52e3dc76ee61d4e234c8f1"
+WEIGHTS_SHA256 = "1bf47ad932d2c3bbff539285ae6193dd6e4e43ba048679ca5d93ea232cd30790"
 WEIGHTS_SIZE = 7_983_457
 
 
