@@ -49,10 +49,10 @@ def main(argv=None) -> None:
         return curve(args.curve)
     recipe = Recipe(**{f.name: getattr(args, f.name) for f in fields(Recipe)})
     torch.manual_seed(recipe.seed)
-    model = build_sam2(embedded_config())
     if args.init_from:
-        model.load_state_dict(load_embedded(args.init_from).state_dict())
+        model = load_embedded(args.init_from)
     else:
+        model = build_sam2(embedded_config())
         tie_cross_attention(model)
     if args.localize_memory:
         localize_memory_attention(model, args.localize_memory)

@@ -28,6 +28,7 @@ from qtpy.QtWidgets import (
 )
 
 from . import labels_writer as lw
+from .segmenter import no_tracking
 from .workers import Job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -210,8 +211,7 @@ class AutomaticPanel(QGroupBox):
         """Track every object through the current stack (SAM 2), written when complete."""
         w, seg = self.w, self.w.segmenter
         if seg is None or not seg.video:
-            w.status.setText("Track everything needs a SAM 2 model that tracks and an image stack (this model "
-                             "segments slice by slice: load a SAM 2.1 model, e.g. the bundled 'embedded').")
+            w.status.setText(no_tracking("Track everything"))
             return False
         labels = w.writable_labels()
         if labels is None:

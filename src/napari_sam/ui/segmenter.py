@@ -21,6 +21,13 @@ from .geometry import StackGeometry
 from .prompts import Prompt
 
 
+def no_tracking(action: str) -> str:
+    """Why ``action`` (propagation, Track everything) cannot run: a SAM 1 model, a SAM 2
+    marked ``can_track = False``, or a single image."""
+    return (f"{action} needs a SAM 2 model that tracks and an image stack (this model segments "
+            "slice by slice: load a SAM 2.1 model, e.g. the bundled 'embedded', to track).")
+
+
 def embeddings_root() -> Path:
     """Where the widget keeps embedding stores: ``<napari-sam cache>/embeddings``."""
     from napari_sam.registry import cache_dir

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from . import labels_writer as lw
+from .segmenter import no_tracking
 from .workers import Job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -29,10 +30,6 @@ def _ranges(frames) -> str:
             out.append(str(start) if start == f else f"{start}-{f}")
             start = None
     return ", ".join(out)
-
-
-NO_TRACKING = ("Propagation needs a SAM 2 model that tracks and an image stack (this model "
-               "segments slice by slice: load a SAM 2.1 model, e.g. the bundled 'embedded', to track).")
 
 
 class SessionActions:
@@ -146,7 +143,7 @@ class SessionActions:
         """Track every object of the current stack through its frames (SAM 2)."""
         w, seg = self.w, self.w.segmenter
         if seg is None or not seg.video:
-            w.status.setText(NO_TRACKING)
+            w.status.setText(no_tracking("Propagation"))
             return False
         direction = direction or w.direction_combo.currentText()
         stack, _ = w.current_key()

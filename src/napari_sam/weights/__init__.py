@@ -19,7 +19,7 @@ EMBEDDED_TRACKS = True
 #: Segment-everything defaults for these weights (``AutomaticParams.for_model``): the 64 x 64
 #: logits of a 256 px model give softer mask edges than the official models, so fewer masks
 #: pass the stability and predicted-IoU tests at the microscopy defaults (0.9 / 0.75 find no nuclei;
-#: 0.7 / 0.65 find 80-88 % of them on the samples, with some extra fragments).
+#: 0.7 / 0.65 find 80-92 % of them on the samples, with some extra fragments).
 EMBEDDED_AUTO_DEFAULTS = {"pred_iou_thresh": 0.65, "stability_score_thresh": 0.7}
 #: SHA-256 and size of the shipped ``embedded.pt`` (checked on every load; written by
 #: ``scripts/ship_embedded.py``).
