@@ -29,6 +29,9 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--out", default="runs/embedded")
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--device", default="cpu", help="cpu or cuda (the recipe is the same; a GPU runs it faster)")
+    ap.add_argument("--workers", type=int, default=0, help="processes that make the data ahead (0: in line)")
+    ap.add_argument("--snapshot-every", type=int, default=0, help="also keep weights_<it>.pt every n iterations")
     for f in fields(Recipe):
         if isinstance(f.default, bool):
             ap.add_argument("--" + f.name.replace("_", "-"), action="store_true")
@@ -56,8 +59,10 @@ def main(argv=None) -> None:
         tie_cross_attention(model)
     if args.localize_memory:
         localize_memory_attention(model, args.localize_memory)
+    model.to(args.device)
     # a resumed run loads its checkpoint over all of this
-    train(model, recipe, args.out, log=lambda s: print(s, flush=True))
+    train(model, recipe, args.out, log=lambda s: print(s, flush=True), workers=args.workers,
+          snapshot_every=args.snapshot_every)
 
 
 

@@ -74,6 +74,28 @@ def test_losses_prefer_the_right_mask():
     assert without < 0.3 and with_t0 > without + 1.0 and single > without + 1.0  # 0.25: token 0's IoU guess
 
 
+def test_plain_bce_weighs_missed_and_false_pixels_alike():
+    """20 false pixels cost what 20 missed ones do under plain BCE; class-balanced BCE makes a
+    missed pixel of this 100-pixel object ~40x dearer, which biased masks large."""
+    target = torch.zeros(1, 64, 64)
+    target[0, 20:30, 20:30] = 1
+    right = target * 20 - 10
+    false_px, missed_px = right.clone(), right.clone()
+    false_px[0, 40:42, 10:20] = 10
+    missed_px[0, 20:22, 20:30] = -10
+    plain_f, plain_m = losses.plain_bce(false_px, target), losses.plain_bce(missed_px, target)
+    torch.testing.assert_close(plain_f, plain_m, rtol=1e-4, atol=0)
+    assert float(losses.balanced_bce(missed_px, target)) > 30 * float(losses.balanced_bce(false_px, target))
+    mm = torch.tensor([False])
+    ious, obj = torch.ones(1, 4), torch.full((1, 1), 5.0)
+
+    def loss(m, w):
+        return float(losses.prompt_losses(m[:, None].repeat(1, 4, 1, 1), ious, obj, target, mm, plain_bce_weight=w)[0])
+
+    assert loss(right, 10) < loss(false_px, 10) and loss(right, 10) < loss(missed_px, 10)
+    assert loss(missed_px, 10) / loss(false_px, 10) < 1.2 and loss(missed_px, 0) / loss(false_px, 0) > 3
+
+
 def test_choose_equals_the_inference_heads(tiny_model):
     """Training's decode + choice gives what forward_sam_heads gives. (Single-mask output is
     compared in train mode: in eval mode the decoder may swap an unstable token 0 for the
@@ -97,24 +119,39 @@ def test_choose_equals_the_inference_heads(tiny_model):
     m.eval()
 
 
-def test_steps_give_finite_losses_and_gradients(tiny_model):
+@pytest.mark.parametrize("full_res, plain_bce", [(False, 0.0), (True, 10.0)])
+def test_steps_give_finite_losses_and_gradients(tiny_model, full_res, plain_bce):
     m = tiny_model.train()
     rng = np.random.default_rng(0)
     m.zero_grad()
-    loss, stats = image_step(m, [data.image_example(1, SIZE)], rng, objects=4, rounds=2)
+    loss, stats = image_step(m, [data.image_example(1, SIZE)], rng, objects=4, rounds=2, full_res=full_res,
+                             plain_bce=plain_bce)
     loss.backward()
     assert torch.isfinite(loss) and "r1_iou" in stats
     assert m.image_encoder.trunk.patch_embed.proj.weight.grad.abs().sum() > 0
     assert m.sam_mask_decoder.iou_token.weight.grad.abs().sum() > 0
     m.zero_grad()
     seed = next(s for s in range(50) if data.clip_example(s, 3, SIZE).source == "timelapse")
-    loss, stats = video_step(m, data.clip_example(seed, 3, SIZE), rng, objects=2)
+    loss, stats = video_step(m, data.clip_example(seed, 3, SIZE), rng, objects=2, full_res=full_res,
+                             plain_bce=plain_bce)
     loss.backward()
     assert torch.isfinite(loss) and "track_iou" in stats
     for p in (m.memory_encoder.out_proj.weight, m.memory_attention.layers[0].linear1.weight,
               m.obj_ptr_proj.layers[0].weight, m.maskmem_tpos_enc):
         assert p.grad is not None and p.grad.abs().sum() > 0
     m.eval()
+
+
+def test_full_res_losses_score_the_upsampled_logits(tiny_model):
+    """``full_res``: the losses see the logits at the input size, as inference thresholds them."""
+    from napari_sam.training.steps import _scored
+
+    dec = heads.Decoded(torch.randn(2, 4, SIZE // 4, SIZE // 4), torch.rand(2, 4), torch.randn(2, 4, 8),
+                        torch.randn(2, 1))
+    assert _scored(dec, SIZE, False) is dec.masks
+    up = _scored(dec, SIZE, True)
+    assert up.shape == (2, 4, SIZE, SIZE)
+    torch.testing.assert_close(up[:, :, 1::4, 1::4].mean(), dec.masks.mean(), rtol=0.05, atol=0.05)
 
 
 def test_video_step_both_ways_picks_memories_as_the_official_reverse_run(tiny_model, monkeypatch):
@@ -183,6 +220,30 @@ def test_frozen_image_encoder_stage(tmp_path):
     assert encoder and all(torch.equal(before[k], after[k]) for k in encoder)
     for prefix in ("memory_attention.", "memory_encoder.", "sam_mask_decoder."):
         assert any(not torch.equal(before[k], after[k]) for k in before if k.startswith(prefix)), prefix
+
+
+def test_data_workers_make_the_same_data():
+    """Data made ahead by worker processes equal the data made in line (a run does not depend
+    on ``workers``)."""
+    from napari_sam.training.loop import _data_stream
+
+    recipe = Recipe(iterations=2, images_per_step=1, clip_length=2, video_every=2)
+    here, ahead = list(_data_stream(recipe, 0, SIZE, 0)), list(_data_stream(recipe, 0, SIZE, 1))
+    assert [c is None for _, c in here] == [True, False] == [c is None for _, c in ahead]
+    for (ex_a, clip_a), (ex_b, clip_b) in zip(here, ahead):
+        assert torch.equal(ex_a[0].images, ex_b[0].images) and torch.equal(ex_a[0].labels, ex_b[0].labels)
+    assert torch.equal(here[1][1].images, ahead[1][1].images)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a GPU")
+def test_one_iteration_on_the_gpu(tmp_path):
+    torch.manual_seed(0)
+    model = build_sam2(embedded_config().replace(image_size=SIZE)).to("cuda")
+    recipe = Recipe(iterations=1, images_per_step=1, objects_per_image=2, rounds=2, clip_length=2,
+                    clip_objects=1, video_every=1, warmup=1, full_res_loss=True, plain_bce=10.0)
+    train(model, recipe, tmp_path, log=lambda s: None)
+    blob = torch.load(tmp_path / "weights.pt", map_location="cpu", weights_only=True)
+    assert all(v.device.type == "cpu" for v in blob["model"].values())
 
 
 def test_training_never_draws_held_out_seeds():

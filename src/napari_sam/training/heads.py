@@ -45,7 +45,7 @@ def choose(model, dec: Decoded, multimask: torch.Tensor):
     ``multimask`` ``(B,)`` bool: best predicted IoU among tokens 1-3, else token 0.
     """
     B = dec.masks.shape[0]
-    rows = torch.arange(B)
+    rows = torch.arange(B, device=dec.masks.device)
     best = dec.ious[:, 1:].argmax(dim=1) + 1
     idx = torch.where(multimask, best, torch.zeros_like(best))
     low = dec.masks[rows, idx].unsqueeze(1)

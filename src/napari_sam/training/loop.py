@@ -8,10 +8,13 @@ Data seeds are ``1_000_000 + 10 * iteration + k`` (training) — the held-out se
 seeds below 1_000 (see :mod:`.evaluate`), so they never meet. AdamW, linear warm-up then
 cosine decay, gradient clipping. A checkpoint (model + optimiser + RNG state) is written
 every ``checkpoint_every`` iterations; a run resumes from it and continues identically.
+The data of an iteration depend on its seeds alone, so ``workers`` processes may make them
+ahead (a GPU step is faster than one CPU core's data) without changing the run.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import time
@@ -49,6 +52,8 @@ class Recipe:
     freeze_image_encoder: bool = False  # train only what follows the image encoder (a later stage)
     p_box: float = 0.3  # share of image-path prompt sets that start from a box
     multimask_trains_only_best: bool = False  # single clicks: train the best of tokens 1-3, not token 0
+    full_res_loss: bool = False  # mask losses on logits upsampled to the input size (as inference thresholds)
+    plain_bce: float = 0.0  # > 0: plain BCE with this weight instead of class-balanced BCE (a later stage)
 
 
 def lr_at(recipe: Recipe, it: int) -> float:
@@ -60,13 +65,52 @@ def lr_at(recipe: Recipe, it: int) -> float:
 
 def save_weights(model, path: Path, meta: dict) -> None:
     """The shipped format: float16 state dict + config + meta."""
-    sd = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    sd = {k: (v.half() if v.is_floating_point() else v).cpu() for k, v in model.state_dict().items()}
     cfg = {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(model.config).items()}
     torch.save({"model": sd, "config": cfg, "meta": meta}, path)
 
 
-def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
-    """Train ``model`` in place; ``out_dir`` gets ``checkpoint.pt``, ``log.jsonl``, ``weights.pt``."""
+def _has_video(recipe: Recipe, it: int) -> bool:
+    return it >= recipe.video_start and (it + 1) % recipe.video_every == 0
+
+
+def iteration_data(recipe: Recipe, it: int, size: int):
+    """``(image examples, clip or None)`` of iteration ``it`` — a function of the seeds alone."""
+    base = TRAIN_SEED_BASE + 10 * it + 100_000_000 * recipe.seed
+    exs = [data.image_example(base + k, size) for k in range(recipe.images_per_step)]
+    clip = data.clip_example(base + 9, recipe.clip_length, size, recipe.p_timelapse) if _has_video(recipe, it) else None
+    return exs, clip
+
+
+def _worker_init() -> None:
+    torch.set_num_threads(1)
+
+
+def _worker_data(args):
+    return iteration_data(*args)
+
+
+def _data_stream(recipe: Recipe, start: int, size: int, workers: int):
+    """Iteration data in order, made by ``workers`` spawned processes (0: here, lazily)."""
+    jobs = ((recipe, it, size) for it in range(start, recipe.iterations))
+    if workers <= 0:
+        yield from map(_worker_data, jobs)
+        return
+    import multiprocessing as mp
+
+    from collections import deque
+
+    with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
+        ahead = deque(pool.apply_async(_worker_data, (j,)) for j in itertools.islice(jobs, 4 * workers))
+        while ahead:
+            yield ahead.popleft().get()
+            ahead.extend(pool.apply_async(_worker_data, (j,)) for j in itertools.islice(jobs, 1))
+
+
+def train(model, recipe: Recipe, out_dir: Path, log=print, workers: int = 0, snapshot_every: int = 0) -> None:
+    """Train ``model`` in place (on the device its parameters are on); ``out_dir`` gets
+    ``checkpoint.pt``, ``log.jsonl``, ``weights.pt`` (and ``weights_<it>.pt`` every
+    ``snapshot_every`` iterations)."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     ckpt_path = out_dir / "checkpoint.pt"
@@ -76,7 +120,7 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
     opt = torch.optim.AdamW(params, lr=recipe.lr, weight_decay=recipe.weight_decay)
     start = 0
     if ckpt_path.exists():
-        ck = torch.load(ckpt_path, map_location="cpu", weights_only=True)
+        ck = torch.load(ckpt_path, map_location=model.device, weights_only=True)
         model.load_state_dict(ck["model"])
         opt.load_state_dict(ck["optimizer"])
         start = int(ck["iteration"])
@@ -84,22 +128,22 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
     model.train()
     t0 = time.time()
     with open(out_dir / "log.jsonl", "a") as logf:
-        for it in range(start, recipe.iterations):
+        stream = _data_stream(recipe, start, model.image_size, workers)
+        for it, (exs, clip) in zip(range(start, recipe.iterations), stream):
             torch.manual_seed(recipe.seed * 7919 + it)
             rng = np.random.default_rng([recipe.seed, it])
-            base = TRAIN_SEED_BASE + 10 * it + 100_000_000 * recipe.seed
             for group in opt.param_groups:
                 group["lr"] = lr_at(recipe, it)
             opt.zero_grad(set_to_none=True)
-            exs = [data.image_example(base + k, model.image_size) for k in range(recipe.images_per_step)]
-            token0 = not recipe.multimask_trains_only_best
-            loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds, recipe.p_box, token0)
+            token0, full = not recipe.multimask_trains_only_best, recipe.full_res_loss
+            loss_i, st_i = image_step(model, exs, rng, recipe.objects_per_image, recipe.rounds, recipe.p_box, token0,
+                                      full_res=full, plain_bce=recipe.plain_bce)
             loss_v, st_v, source = None, {}, "-"
-            if it >= recipe.video_start and (it + 1) % recipe.video_every == 0:
-                clip = data.clip_example(base + 9, recipe.clip_length, model.image_size, recipe.p_timelapse)
+            if clip is not None:
                 both = recipe.p_both_ways > 0 and rng.random() < recipe.p_both_ways
-                start = clip.images.shape[0] // 2 if both else 0
-                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects, token0_on_multimask=token0, start=start)
+                mid = clip.images.shape[0] // 2 if both else 0
+                loss_v, st_v = video_step(model, clip, rng, recipe.clip_objects, token0_on_multimask=token0,
+                                          start=mid, full_res=full, plain_bce=recipe.plain_bce)
                 source = clip.source
             loss = sum(x for x in (loss_i, loss_v) if x is not None)
             loss.backward()
@@ -116,4 +160,6 @@ def train(model, recipe: Recipe, out_dir: Path, log=print) -> None:
                            out_dir / "checkpoint.tmp")
                 (out_dir / "checkpoint.tmp").replace(ckpt_path)
                 save_weights(model, out_dir / "weights.pt", {"iteration": it + 1, "recipe": asdict(recipe)})
+            if snapshot_every and (it + 1) % snapshot_every == 0:
+                save_weights(model, out_dir / f"weights_{it + 1}.pt", {"iteration": it + 1, "recipe": asdict(recipe)})
     model.eval()

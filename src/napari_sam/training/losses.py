@@ -25,6 +25,11 @@ def balanced_bce(logits, target):
     return 0.5 * (pos + neg)
 
 
+def plain_bce(logits, target):
+    """Per-mask BCE, the mean over all pixels: a missed object pixel costs what a false one does."""
+    return F.binary_cross_entropy_with_logits(logits, target, reduction="none").flatten(-2).mean(-1)
+
+
 def dice_loss(logits, target):
     p = torch.sigmoid(logits).flatten(-2)
     t = target.flatten(-2)
@@ -39,7 +44,8 @@ def hard_iou(logits, target):
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(union))
 
 
-def prompt_losses(masks, ious, object_logits, target, multimask, token0_on_multimask: bool = True):
+def prompt_losses(masks, ious, object_logits, target, multimask, token0_on_multimask: bool = True,
+                  plain_bce_weight: float = 0.0):
     """Losses of ``B`` prompt sets with 4 mask tokens each.
 
     ``masks`` ``(B, 4, L, L)`` logits at the target's size, ``ious`` ``(B, 4)``,
@@ -48,10 +54,14 @@ def prompt_losses(masks, ious, object_logits, target, multimask, token0_on_multi
     of tokens 1-3; token 0 as well unless ``token0_on_multimask`` is False — the official
     SAM 2 training's choice: token 0 is then the single-mask output of unambiguous prompts
     only, boxes and several clicks, instead of a compromise over ambiguous single clicks).
+    ``plain_bce_weight`` > 0: plain BCE with that weight instead of the balanced one (a later
+    stage: balanced BCE weighs a small object's pixels ~100x the background's and so biases
+    masks towards false positives — most of a box prompt's error once the model works).
     Returns ``(loss, stats)``; loss averaged over B.
     """
     tgt = target[:, None].expand_as(masks)
-    per = BCE_WEIGHT * balanced_bce(masks, tgt) + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
+    bce = plain_bce_weight * plain_bce(masks, tgt) if plain_bce_weight > 0 else BCE_WEIGHT * balanced_bce(masks, tgt)
+    per = bce + DICE_WEIGHT * dice_loss(masks, tgt)  # (B, 4)
     present = (target.flatten(1).amax(1) > 0).float()
     best_multi = per[:, 1:].min(dim=1).values
     mm = multimask.float()

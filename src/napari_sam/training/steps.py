@@ -61,15 +61,26 @@ def low_res_target(gts: np.ndarray, size: int) -> torch.Tensor:
     return t.reshape(*lead, size, size)
 
 
+def _scored(dec, S: int, full_res: bool):
+    """The mask logits the losses see: low-res, or upsampled to the input size as inference does."""
+    return _upsample(dec.masks, S) if full_res else dec.masks
+
+
 def _pick(rng, ids, k):
     return ids if len(ids) <= k else rng.choice(ids, size=k, replace=False)
 
 
 def image_step(model, examples: list[Example], rng: np.random.Generator, objects: int = 12, rounds: int = 3,
-               p_box: float = 0.3, token0_on_multimask: bool = True):
-    """Image path over ``examples`` (one frame each); all their prompt sets decode as one batch."""
+               p_box: float = 0.3, token0_on_multimask: bool = True, full_res: bool = False,
+               plain_bce: float = 0.0):
+    """Image path over ``examples`` (one frame each); all their prompt sets decode as one batch.
+
+    ``full_res``: the mask losses compare the logits upsampled to the input size with the
+    binary ground truth (what inference thresholds), instead of low-res area fractions;
+    ``plain_bce``: see :func:`.losses.prompt_losses` (``plain_bce_weight``)."""
     S, L = model.image_size, model.config.low_res_size
-    feats = model.encode_image(torch.cat([ex.images for ex in examples]))
+    dev = model.device
+    feats = model.encode_image(torch.cat([ex.images for ex in examples]).to(dev))
     embed = model.no_memory_features(feats["image_embed"])
     owner, gts = [], []
     for i, ex in enumerate(examples):
@@ -80,24 +91,25 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
     if not gts:
         return None, {}
     gts = np.stack(gts)
-    idx = torch.tensor(owner)
+    idx = torch.tensor(owner, device=dev)
     pix = embed[idx]
     hr = [feats["high_res_s0"][idx], feats["high_res_s1"][idx]]
-    target = low_res_target(gts, L)
+    target = low_res_target(gts, S if full_res else L).to(dev)
     sets = [initial_prompt(rng, g, p_box=p_box) for g in gts]
     mask_input, total, stats = None, 0.0, {}
     for r in range(rounds):
         coords, labels = _pad(sets)
-        multimask = torch.tensor([len(l) == 1 and l[0] == 1 for _, l in sets])
-        dec = decode_all(model, pix, hr, coords, labels, mask_input)
-        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target, multimask, token0_on_multimask)
+        multimask = torch.tensor([len(l) == 1 and l[0] == 1 for _, l in sets], device=dev)
+        dec = decode_all(model, pix, hr, coords.to(dev), labels.to(dev), mask_input)
+        loss, st = prompt_losses(_scored(dec, S, full_res), dec.ious, dec.object_logits, target, multimask,
+                                 token0_on_multimask, plain_bce_weight=plain_bce)
         total = total + loss / rounds
         stats.update({f"r{r}_{k}": v for k, v in st.items()})
         if r + 1 == rounds:
             break
         low, _ = choose(model, dec, multimask)
         low = low.detach()
-        pred = (_upsample(low, S)[:, 0] > 0).numpy()
+        pred = (_upsample(low, S)[:, 0] > 0).cpu().numpy()
         for j, (g, pr) in enumerate(zip(gts, pred)):
             click = P.corrective_click(rng, pr, g)
             if click is not None:
@@ -108,7 +120,7 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
 
 
 def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p_box: float = 0.25,
-               token0_on_multimask: bool = True, start: int = 0):
+               token0_on_multimask: bool = True, start: int = 0, full_res: bool = False, plain_bce: float = 0.0):
     """Video path over one clip ``ex`` (T frames), up to ``objects`` objects of frame ``start``.
 
     Frame ``start`` is prompted; tracking runs forward to the end, then backward from
@@ -117,15 +129,15 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
     the reverse direction are later frames, which the forward run has already filled — what
     propagating both ways from a middle slice does."""
     cfg, S, L = model.config, model.image_size, model.config.low_res_size
-    T = ex.images.shape[0]
-    feats = model.encode_image(ex.images)
+    T, dev = ex.images.shape[0], model.device
+    feats = model.encode_image(ex.images.to(dev))
     lab = ex.labels.numpy()
     c = start
     ids = _pick(rng, P.object_ids(lab[c], min_area=30), objects)
     if len(ids) == 0:
         return None, {}
     gts = np.stack([lab == k for k in ids], axis=1)  # (T, B, S, S)
-    target = low_res_target(gts, L)
+    target = low_res_target(gts, S if full_res else L).to(dev)
     B = len(ids)
     embed = feats["image_embed"]
 
@@ -134,15 +146,16 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
 
     sets = [initial_prompt(rng, g, p_box=p_box, p_multi=0.0) for g in gts[c]]
     coords, labels = _pad(sets)
-    multimask = torch.tensor([len(l) == 1 for _, l in sets])  # official: 1 point -> multimask
-    dec = decode_all(model, model.no_memory_features(embed[c : c + 1]), hr(c), coords, labels)
-    loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[c], multimask, token0_on_multimask)
+    multimask = torch.tensor([len(l) == 1 for _, l in sets], device=dev)  # official: 1 point -> multimask
+    dec = decode_all(model, model.no_memory_features(embed[c : c + 1]), hr(c), coords.to(dev), labels.to(dev))
+    loss, st = prompt_losses(_scored(dec, S, full_res), dec.ious, dec.object_logits, target[c], multimask,
+                             token0_on_multimask, plain_bce_weight=plain_bce)
     total, stats = loss, {f"f0_{k}": v for k, v in st.items()}
     low, ptr0 = choose(model, dec, multimask)
     mem0, _ = model.encode_memory(embed[c : c + 1].expand(B, -1, -1, -1), _upsample(low.detach(), S),
                                   dec.object_logits.detach(), True)
     mems, ptrs = {}, {}
-    tracked = torch.ones(B, dtype=torch.bool)  # no clicks on tracked frames: multimask
+    tracked = torch.ones(B, dtype=torch.bool, device=dev)  # no clicks on tracked frames: multimask
     max_ptrs = min(ex.num_frames, cfg.max_obj_ptrs_in_encoder)
     track_stats: dict[str, float] = {}
     order = [(t, 1) for t in range(c + 1, T)] + [(t, -1) for t in range(c - 1, -1, -1)]
@@ -153,9 +166,10 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
                 memories.append((mems[t - r * k], None, cfg.num_maskmem - k))
         pointers = [(ptr0, (t - c) * r)] + [(ptrs[t - r * k], k) for k in range(1, max_ptrs) if t - r * k in ptrs]
         pix = model.condition_on_memory(embed[t : t + 1], memories, pointers, ex.num_frames)
-        coords, labels = torch.zeros(B, 1, 2), -torch.ones(B, 1, dtype=torch.int64)
+        coords, labels = torch.zeros(B, 1, 2, device=dev), -torch.ones(B, 1, dtype=torch.int64, device=dev)
         dec = decode_all(model, pix, hr(t), coords, labels)
-        loss, st = prompt_losses(dec.masks, dec.ious, dec.object_logits, target[t], tracked, token0_on_multimask)
+        loss, st = prompt_losses(_scored(dec, S, full_res), dec.ious, dec.object_logits, target[t], tracked,
+                                 token0_on_multimask, plain_bce_weight=plain_bce)
         total = total + loss
         for k, v in st.items():
             track_stats[k] = track_stats.get(k, 0.0) + v / (T - 1)

@@ -23,8 +23,8 @@ EMBEDDED_TRACKS = True
 EMBEDDED_AUTO_DEFAULTS = {"pred_iou_thresh": 0.65, "stability_score_thresh": 0.7}
 #: SHA-256 and size of the shipped ``embedded.pt`` (checked on every load; written by
 #: ``scripts/ship_embedded.py``).
-WEIGHTS_SHA256 = "1bf47ad932d2c3bbff539285ae6193dd6e4e43ba048679ca5d93ea232cd30790"
-WEIGHTS_SIZE = 7_983_457
+WEIGHTS_SHA256 = "0612f775f2670508796c7e559e96e65f048a217907954a128043d99512059351"
+WEIGHTS_SIZE = 7_983_521
 
 
 def embedded_config():

@@ -131,6 +131,10 @@ class Sam2(nn.Module):
         """Parameter dtype; block inputs (e.g. a float16 embedding store) are cast to it."""
         return self.no_mem_embed.dtype
 
+    @property
+    def device(self) -> torch.device:
+        return self.no_mem_embed.device
+
     # ------------------------------------------------------------------ image path
     def encode_image(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Run the image encoder on a preprocessed batch ``x`` of shape ``(B, 3, S, S)``.
