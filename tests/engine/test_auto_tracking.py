@@ -19,7 +19,9 @@ from napari_sam.engine.auto_tracking import (
     AutoTracker,
     TrackingParams,
     frame_rows,
+    drop_jumps,
     id_persistence,
+    keep_largest_regions,
     match_detections,
     resolve_logits,
 )
@@ -84,6 +86,43 @@ def test_resolve_rows_and_persistence_metric():
     assert id_persistence(truth, pred) == pytest.approx(0.75)
 
 
+def test_keep_largest_regions_constructed():
+    lab = np.zeros((12, 12), np.int32)
+    lab[1:5, 1:5] = 1  # 16 px
+    lab[8:10, 8:10] = 1  # 4 px: a speckle of object 1, dropped
+    lab[7, 6] = 1  # touches nothing of object 1: dropped
+    lab[1:3, 8:11] = 2  # 6 px: object 2's only region
+    lab[10:12, 0:2] = 3  # 4 px, under min_area 5: object 3 dropped
+    lab[5, 5] = 1  # diagonal neighbour of the 16 px block: joins it (8-connected)
+    out = keep_largest_regions(lab, min_area=5)
+    assert (out == 1).sum() == 17 and out[5, 5] == 1 and out[7, 6] == 0 and out[8, 8] == 0
+    assert (out == 2).sum() == 6 and not (out == 3).any()
+    assert keep_largest_regions(lab, min_area=0)[10, 0] == 3 and lab[8, 8] == 1  # input untouched
+
+
+def test_drop_jumps_constructed():
+    lab = np.zeros((100, 100), np.int32)
+    lab[10:14, 10:14] = 1  # 4 x 4 (diameter 4.5): may move 20 px (the 10 px floor x 2)
+    lab[50:70, 50:70] = 2  # 20 x 20 (diameter 22.6): may move 45 px
+    last = {1: (11.5 + 21, 11.5, 4.5), 2: (59.5 - 40, 59.5, 22.6)}
+    out = drop_jumps(lab, last, 2.0)
+    assert not (out == 1).any() and (out == 2).sum() == 400  # 21 px > 20; 40 px < 45
+    assert last[1] == (32.5, 11.5, 4.5) and last[2][:2] == (59.5, 59.5)  # the dropped one keeps its place
+    assert (drop_jumps(lab, {}, 2.0) == lab).all()  # new ids are kept
+
+
+class SpeckledSession(OracleSession):
+    """The oracle's masks plus, for every object, a 2 x 2 speckle in the top-left corner
+    region and a far copy of a few pixels: what a tracker's logits look like on a hard frame."""
+
+    def propagate(self, direction="forward", start=0):
+        for t, ids, logits in super().propagate(direction, start):
+            logits = logits.copy()
+            for j in range(len(ids)):
+                logits[j, 2 * j : 2 * j + 2, 0:2] = 5.0
+            yield t, ids, logits
+
+
 @pytest.fixture(scope="module")
 def movie():
     return synthetic.timelapse(n_frames=24, shape=(96, 96), n_objects=6, seed=3, enter_rate=0.3)
@@ -121,6 +160,24 @@ def test_ids_persist_with_perfect_tracking(movie):
         ids, areas = np.unique(pred[t][pred[t] > 0], return_counts=True)
         sel = rows[rows[:, 0] == t]
         assert sel[:, 1].astype(int).tolist() == ids.tolist() and sel[:, 4].astype(int).tolist() == areas.tolist()
+
+
+def test_tracks_keep_one_region(movie):
+    """Speckles of the session's masks never reach the labels (``one_region``); with it off,
+    they do."""
+    truth = movie.labels[:6]
+    outs = {}
+    for one in (True, False):
+        tracker = AutoTracker(None, TrackingParams(every=0, min_area=10, one_region=one),
+                              detect=lambda t, frame: truth[t], make_session=lambda stack: SpeckledSession(truth))
+        outs[one] = np.stack([lab for _, lab in tracker.run(movie.image[:6])])
+    corner = (slice(0, 2 * len(np.unique(truth[0])) + 2), slice(0, 2))
+    assert (outs[False][0][corner] > 0).sum() > 0 and (truth[0][corner] == 0).all()
+    assert (outs[True][:, corner[0], corner[1]] == 0).all()
+    for t in range(6):  # away from the corner the labels are the oracle's
+        same = outs[True][t] == outs[False][t]
+        same[corner] = True
+        assert same.all()
 
 
 def test_real_video_session_loop(movie):

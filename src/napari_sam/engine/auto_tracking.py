@@ -5,7 +5,13 @@ Rules (all in :class:`TrackingParams`):
 
 * **start**: the detector's objects of at least ``min_area`` pixels become tracks 1..n.
 * **each frame**: every track's mask is the session's logits > 0; a pixel claimed by several
-  tracks goes to the one with the highest logit (so the labels never overlap).
+  tracks goes to the one with the highest logit (so the labels never overlap). With
+  ``one_region`` (default) a track keeps only its largest connected region: a cell is one
+  piece, and the rest (speckles, a part of a neighbour, the second daughter of a division)
+  goes back to the background, where re-detection can find it; a track whose largest region
+  is under ``min_area`` pixels counts as empty on that frame. A track whose centroid moves
+  more than ``max_jump`` times its diameter (at least 10 px) from where it last was has gone
+  to another object: it counts as empty on that frame.
 * **re-detection** (frames ``start + k * every``): a detection whose IoU with some track is
   ``>= match_iou`` is that track (nothing changes); one that is less than ``max_covered``
   covered by tracked pixels is a new object and gets the next id (ids are never reused);
@@ -35,6 +41,8 @@ class TrackingParams:
     max_covered: float = 0.5
     min_area: int = 25
     forget_after: int | None = 10
+    one_region: bool = True
+    max_jump: float | None = 2.0
 
     def __post_init__(self) -> None:
         if self.every < 0:
@@ -79,6 +87,40 @@ def resolve_logits(logits: np.ndarray, ids) -> np.ndarray:
     best = logits.argmax(0)
     lut = np.asarray(ids, dtype=np.int32)
     return np.where(logits.max(0) > 0, lut[best], 0).astype(np.int32)
+
+
+def keep_largest_regions(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
+    """Each label keeps only its largest 8-connected region, dropped entirely when that
+    region has fewer than ``min_area`` pixels. Returns a new array."""
+    from scipy import ndimage as ndi
+
+    out = np.zeros_like(labels)
+    for k, box in enumerate(ndi.find_objects(labels), start=1):
+        if box is None:
+            continue
+        mask = labels[box] == k
+        regions, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+        if n > 1:
+            mask = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
+        if mask.sum() >= min_area:
+            out[box][mask] = k
+    return out
+
+
+def drop_jumps(labels: np.ndarray, last: dict[int, tuple[float, float, float]], max_jump: float) -> np.ndarray:
+    """Remove the labels whose centroid is more than ``max_jump`` x their last diameter (at
+    least 10 px) away from their ``last`` ``{id: (y, x, diameter)}``; update ``last`` with the
+    labels kept. Returns a new array."""
+    out = labels.copy()
+    for _, k, y, x, area in frame_rows(0, labels):
+        d = 2.0 * np.sqrt(area / np.pi)
+        if k in last:
+            ly, lx, ld = last[k]
+            if np.hypot(y - ly, x - lx) > max_jump * max(ld, 10.0):
+                out[out == k] = 0
+                continue
+        last[k] = (y, x, d)
+    return out
 
 
 def frame_rows(t: int, labels: np.ndarray) -> list[tuple]:
@@ -168,6 +210,7 @@ class AutoTracker:
         session = self._session(stack, store, limits)
         p = self.params
         absent: dict[int, int] = {}
+        last: dict[int, tuple[float, float, float]] = {}
         next_id = 1
         t = start
         self.rows, self.new_objects = [], {}
@@ -182,6 +225,10 @@ class AutoTracker:
             restart = None
             for ti, ids, logits in session.propagate("forward", start=t):
                 labels = resolve_logits(logits, ids)
+                if p.one_region:
+                    labels = keep_largest_regions(labels, p.min_area)
+                if p.max_jump is not None:
+                    labels = drop_jumps(labels, last, p.max_jump)
                 if ti != t and p.every and (ti - start) % p.every == 0:
                     before = next_id
                     next_id = self._add(session, ti, detect(ti, stack[ti]), labels, next_id)

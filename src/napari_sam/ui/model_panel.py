@@ -89,6 +89,8 @@ class ModelPanel(QWidget):
         self.device_combo.setToolTip("Where the model runs: auto = CUDA GPU, else Apple MPS, else CPU")
         self.status = QLabel()
         self.status.setWordWrap(True)
+        # a wrapped label in a form row can be laid out one line short (text clipped): room for two
+        self.status.setMinimumHeight(2 * self.status.fontMetrics().lineSpacing() + 2)
         self.load_button = QPushButton("Load model")
         self.load_button.setToolTip("Load the chosen model (downloads the official weights once if not cached)")
         self.load_button.clicked.connect(self._emit_load)
