@@ -17,7 +17,9 @@ from __future__ import annotations
 import itertools
 import json
 import math
+import multiprocessing as mp
 import time
+from collections import deque
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -96,10 +98,6 @@ def _data_stream(recipe: Recipe, start: int, size: int, workers: int):
     if workers <= 0:
         yield from map(_worker_data, jobs)
         return
-    import multiprocessing as mp
-
-    from collections import deque
-
     with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
         ahead = deque(pool.apply_async(_worker_data, (j,)) for j in itertools.islice(jobs, 4 * workers))
         while ahead:
