@@ -139,6 +139,27 @@ def test_labels_rule_quality_wins_and_fragments_go():
     assert set(np.unique(labels)) == {0, 1, 2}  # the sliver keeps 10 free pixels < 12: dropped
 
 
+def test_labels_rule_a_fragment_grows_to_its_whole_object():
+    """A half-nucleus painted first (higher quality) grows to the whole nucleus that holds it;
+    a mask over two painted objects does not merge them."""
+    whole = np.zeros((30, 30), bool)
+    whole[2:12, 2:12] = True
+    half = np.zeros((30, 30), bool)
+    half[2:12, 2:7] = True
+    other = np.zeros((30, 30), bool)
+    other[2:12, 14:24] = True
+    both = whole | other
+    both[5:8, 12:14] = True  # a bridge: the two as one mask
+    r_half, r_whole, r_other, r_both = (_record(m) for m in (half, whole, other, both))
+    r_half.predicted_iou, r_whole.predicted_iou, r_other.predicted_iou, r_both.predicted_iou = 0.99, 0.9, 0.95, 0.8
+    labels = records_to_labels([r_whole, r_half, r_other, r_both], (30, 30), min_area=4)
+    assert (labels == 1).sum() == 100 and (labels[whole] == 1).all()  # one label, the whole nucleus
+    assert (labels == 2).sum() == 100 and (labels[other] == 2).all()
+    assert (labels == 3).sum() == 6 and set(np.unique(labels)) == {0, 1, 2, 3}  # the bridge's free pixels
+    split = records_to_labels([r_whole, r_half], (30, 30), min_area=4, contained=1.01)  # rule off
+    assert (split == 1).sum() == 50 and (split == 2).sum() == 50
+
+
 def test_params_validation_and_official_defaults():
     assert AutomaticParams.official("sam1").pred_iou_thresh == 0.88
     assert AutomaticParams.official("sam2").pred_iou_thresh == 0.8

@@ -403,18 +403,26 @@ def _from_full(r: MaskRecord, full: np.ndarray) -> MaskRecord:
     return dataclasses.replace(r, box=box, patch=full[y0:y1 + 1, x0:x1 + 1].copy())
 
 
-def records_to_labels(records: list[MaskRecord], image_hw, min_area: int = 0) -> np.ndarray:
+def records_to_labels(records: list[MaskRecord], image_hw, min_area: int = 0, contained: float = 0.9) -> np.ndarray:
     """Paint masks into (H, W) int32 labels: higher ``quality`` first, each only on pixels
-    still free; masks left with fewer than ``max(min_area, 1)`` pixels are dropped; ids 1..n."""
+    still free; masks left with fewer than ``max(min_area, 1)`` pixels are dropped; ids 1..n.
+    A mask that overlaps exactly one painted label and holds at least ``contained`` of it is
+    the same object, more whole: that label grows over the mask's free pixels (a fragment
+    painted first would otherwise split the object in two labels)."""
     labels = np.zeros(image_hw, dtype=np.int32)
+    areas = [0]
     order = sorted(range(len(records)), key=lambda i: -records[i].quality)
-    next_id = 1
     for i in order:
         r = records[i]
         x0, y0, x1, y1 = r.box
         view = labels[y0:y1 + 1, x0:x1 + 1]
         free = r.patch & (view == 0)
-        if free.sum() >= max(min_area, 1):
-            view[free] = next_id
-            next_id += 1
+        under = view[r.patch]
+        ids, counts = np.unique(under[under > 0], return_counts=True)
+        if len(ids) == 1 and counts[0] >= contained * areas[ids[0]]:
+            view[free] = ids[0]
+            areas[ids[0]] += int(free.sum())
+        elif free.sum() >= max(min_area, 1):
+            areas.append(int(free.sum()))
+            view[free] = len(areas) - 1
     return labels
