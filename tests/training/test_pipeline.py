@@ -142,7 +142,7 @@ def test_steps_give_finite_losses_and_gradients(tiny_model, full_res, plain_bce)
     m.eval()
 
 
-def test_full_res_losses_score_the_upsampled_logits(tiny_model):
+def test_full_res_losses_score_the_upsampled_logits():
     """``full_res``: the losses see the logits at the input size, as inference thresholds them."""
     from napari_sam.training.steps import _scored
 

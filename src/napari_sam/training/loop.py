@@ -88,21 +88,17 @@ def _worker_init() -> None:
     torch.set_num_threads(1)
 
 
-def _worker_data(args):
-    return iteration_data(*args)
-
-
 def _data_stream(recipe: Recipe, start: int, size: int, workers: int):
     """Iteration data in order, made by ``workers`` spawned processes (0: here, lazily)."""
     jobs = ((recipe, it, size) for it in range(start, recipe.iterations))
     if workers <= 0:
-        yield from map(_worker_data, jobs)
+        yield from itertools.starmap(iteration_data, jobs)
         return
     with mp.get_context("spawn").Pool(workers, initializer=_worker_init) as pool:
-        ahead = deque(pool.apply_async(_worker_data, (j,)) for j in itertools.islice(jobs, 4 * workers))
+        ahead = deque(pool.apply_async(iteration_data, j) for j in itertools.islice(jobs, 4 * workers))
         while ahead:
             yield ahead.popleft().get()
-            ahead.extend(pool.apply_async(_worker_data, (j,)) for j in itertools.islice(jobs, 1))
+            ahead.extend(pool.apply_async(iteration_data, j) for j in itertools.islice(jobs, 1))
 
 
 def train(model, recipe: Recipe, out_dir: Path, log=print, workers: int = 0, snapshot_every: int = 0) -> None:

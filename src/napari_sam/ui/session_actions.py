@@ -218,7 +218,7 @@ class SessionActions:
             if existing is not None:
                 existing.visible = False
             return
-        data = lw.centroid_tracks(lab.data, None, video_axis=0)  # clicked and automatic objects alike
+        data = lw.centroid_tracks(lab.data, video_axis=0)
         if not len(data):
             return
         colors = self._object_colormap(lab, sorted({int(o) for o in data[:, 0]}))

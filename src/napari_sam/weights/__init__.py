@@ -18,7 +18,7 @@ WEIGHTS_FILE = Path(__file__).with_name("embedded.pt")
 EMBEDDED_TRACKS = True
 #: Segment-everything defaults for these weights (``AutomaticParams.for_model``): the 64 x 64
 #: logits of a 256 px model give softer mask edges than the official models, so fewer masks
-#: pass the microscopy defaults' stability test (0.9 / 0.75 find 32 of the nuclei sample's 40);
+#: pass the microscopy defaults (stability 0.9 / IoU 0.75 found 32 of the nuclei sample's 40);
 #: 0.85 / 0.8 find 38 of 40 (mean IoU 0.84; 45 labels) and all 16 of the time-lapse's (18 labels).
 EMBEDDED_AUTO_DEFAULTS = {"pred_iou_thresh": 0.8, "stability_score_thresh": 0.85}
 #: SHA-256 and size of the shipped ``embedded.pt`` (checked on every load; written by
