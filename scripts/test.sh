@@ -16,11 +16,13 @@ fi
 python3 -m venv .venv
 PY=.venv/bin/python
 $PY -m pip install -q --upgrade pip
-# torch first and pinned: the official SAM 2 reference (sam2==1.1.0, test-only) needs
-# torchvision, and this pair is the one served for Python 3.11 here.
-$PY -m pip install -q torch==2.14.1 torchvision==0.29.1
+# torch first and pinned: the same CPU build as the README's main job (one torch for both
+# commands, nothing GPU-only). The official references are test-only: segment-anything comes
+# with the test extra, sam2 without its declared torchvision (no CPU build of it exists for
+# this torch; tests/_compat stands in for the few functions the references import).
+$PY -m pip install -q torch==2.13.0
 $PY -m pip install -q -e ".[test]"
-SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-build-isolation sam2==1.1.0
+SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
 
 export QT_QPA_PLATFORM=xcb NAPARI_SAM_OFFLINE=1
 exec xvfb-run -a -s "-screen 0 1600x1000x24" $PY -m pytest -p no:cacheprovider --durations=30 "$@"

@@ -64,3 +64,36 @@ def test_flash_matches_sdpa_on_gpu():
     with attention_backend("sdpa"):
         ref = attention(q, k, v)
     torch.testing.assert_close(out.float(), ref.float(), rtol=2e-3, atol=2e-3)
+
+
+def test_forced_backend_holds_for_its_own_thread_only():
+    """Two threads at once: one forces ``math`` while the other, unforced, keeps ``sdpa``; and
+    the forcing thread keeps ``math`` while the other thread enters and leaves its own block."""
+    import threading
+
+    q, _, _, _ = _qkv()
+    inside, other_done = threading.Event(), threading.Event()
+    seen: dict[str, list[str]] = {"forcing": [], "other": []}
+
+    def forcing():
+        with attention_backend("math"):
+            seen["forcing"].append(select_backend(q))
+            inside.set()
+            other_done.wait(10)
+            seen["forcing"].append(select_backend(q))  # the other thread's block came and went
+        seen["forcing"].append(select_backend(q))
+
+    def other():
+        inside.wait(10)
+        seen["other"].append(select_backend(q))  # while the first thread forces math
+        with attention_backend("sdpa"):
+            seen["other"].append(select_backend(q))
+        other_done.set()
+
+    threads = [threading.Thread(target=forcing), threading.Thread(target=other)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(20)
+    assert seen == {"forcing": ["math", "math", "sdpa"], "other": ["sdpa", "sdpa"]}
+    assert select_backend(q) == "sdpa"  # the main thread never saw either block

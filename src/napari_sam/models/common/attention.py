@@ -11,8 +11,10 @@ Backends, in order of preference:
 * ``math`` - softmax(q k^T * scale + bias) v written out; the last fallback, and a reference.
 
 The environment variable ``NAPARI_SAM_ATTENTION`` (``auto`` | ``flash`` | ``sdpa`` | ``math``)
-or the :func:`attention_backend` context manager forces one. A forced ``flash`` whose
-conditions do not hold falls back to ``sdpa`` (never a silent wrong result).
+or the :func:`attention_backend` context manager forces one. The context manager holds for the
+thread that entered it only: a napari worker thread that forces ``math`` does not change what
+the GUI thread or another worker computes with. A forced ``flash`` whose conditions do not
+hold falls back to ``sdpa`` (never a silent wrong result).
 """
 
 from __future__ import annotations
@@ -21,14 +23,24 @@ import contextlib
 import importlib.util
 import math
 import os
+import threading
 from collections.abc import Iterator
 
 import torch
 import torch.nn.functional as F
 
 BACKENDS = ("auto", "flash", "sdpa", "math")
-_forced: list[str] = []
-_flash_func = None
+_flash_func = None  # the optional package's function, looked up once (a fact, not a setting)
+
+
+class _Forced(threading.local):
+    """The stack of backends forced with :func:`attention_backend`, one per thread."""
+
+    def __init__(self) -> None:
+        self.stack: list[str] = []
+
+
+_forced = _Forced()
 
 
 def _flash_available() -> bool:
@@ -48,8 +60,8 @@ def _flash_available() -> bool:
 
 def requested_backend() -> str:
     """The backend asked for: the innermost :func:`attention_backend`, else the env var."""
-    if _forced:
-        return _forced[-1]
+    if _forced.stack:
+        return _forced.stack[-1]
     name = os.environ.get("NAPARI_SAM_ATTENTION", "auto").lower()
     if name not in BACKENDS:
         raise ValueError(f"NAPARI_SAM_ATTENTION={name!r}: choose one of {', '.join(BACKENDS)}")
@@ -61,11 +73,11 @@ def attention_backend(name: str) -> Iterator[None]:
     """Force one backend inside a ``with`` block (``auto`` restores the default choice)."""
     if name not in BACKENDS:
         raise ValueError(f"unknown attention backend {name!r}: choose one of {', '.join(BACKENDS)}")
-    _forced.append(name)
+    _forced.stack.append(name)
     try:
         yield
     finally:
-        _forced.pop()
+        _forced.stack.pop()
 
 
 def _flash_ok(q: torch.Tensor, bias: torch.Tensor | None) -> bool:
