@@ -101,14 +101,32 @@ def test_corrupt_download_is_removed_and_reported(http_dir, online):
     assert not list(info.path.parent.glob("*test_weights*"))  # no partial leftovers
 
 
-def test_corrupt_cached_file_is_replaced(http_dir, online):
+def test_cached_file_with_another_hash_is_moved_aside_and_replaced(http_dir, online):
     root, base = http_dir
     payload = b"good weights"
     (root / "w.pth").write_bytes(payload)
     info = _fake_info(base + "w.pth", payload)
     info.path.parent.mkdir(parents=True, exist_ok=True)
-    info.path.write_bytes(b"good wei")  # truncated earlier download
-    assert checkpoints.fetch(info).read_bytes() == payload
+    info.path.write_bytes(b"good wei")  # truncated, or a file the user put there
+    with pytest.warns(UserWarning, match="SHA-256") as warned:
+        assert checkpoints.fetch(info).read_bytes() == payload
+    aside = [p for p in info.path.parent.iterdir() if p != info.path]
+    assert len(aside) == 1 and aside[0].read_bytes() == b"good wei"  # kept, not deleted
+    assert str(aside[0]) in str(warned[0].message) and str(info.path) in str(warned[0].message)
+
+
+def test_offline_a_file_with_another_hash_is_kept(monkeypatch):
+    monkeypatch.setenv("NAPARI_SAM_OFFLINE", "1")
+    info = _fake_info("http://127.0.0.1:9/w.pth", b"the official file")
+    info.path.parent.mkdir(parents=True, exist_ok=True)
+    info.path.write_bytes(b"my own fine-tuned weights")
+    with pytest.raises(CheckpointError) as err:
+        checkpoints.fetch(info)
+    msg = str(err.value)
+    assert str(info.path) in msg and "SHA-256" in msg and "differs" in msg and "kept" in msg
+    assert "checkpoint=" in msg  # how to load it as it is
+    assert info.path.read_bytes() == b"my own fine-tuned weights"
+    assert sorted(p.name for p in info.path.parent.iterdir()) == [info.path.name]
 
 
 def _closed_port_url() -> str:

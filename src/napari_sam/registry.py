@@ -171,6 +171,13 @@ def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
     for ``"embedded"`` the file bundled in the package (no download). A path loads that file
     (official format; for ``"embedded"`` also the training script's ``weights.pt``). The model
     comes back in eval mode on ``device``.
+
+    Weights must match the architecture's keys and shapes exactly. Floating-point weights of
+    any precision (float16 / bfloat16 / float32 / float64) are converted to the model's
+    dtype; integer or bool tensors in place of floating-point weights are refused with a
+    :class:`~napari_sam.checkpoints.CheckpointError` naming the first such key and its dtype.
+    A cached file with another SHA-256 is never deleted (see
+    :func:`napari_sam.checkpoints.fetch`).
     """
     from . import checkpoints
 

@@ -90,6 +90,7 @@ class VideoSession:
         if max_batch is not None and int(max_batch) < 1:
             raise ValueError(f"max_batch must be >= 1 or None, got {max_batch}")
         self.max_batch = steps.auto_batch(model, self._device) if max_batch is None else int(max_batch)
+        self._closed = False
 
     # ------------------------------------------------------------------ info
     @property
@@ -114,6 +115,7 @@ class VideoSession:
         (x0, y0, x1, y1). ``clear=True`` replaces the object's prompts on this frame;
         ``False`` appends the clicks (a box always replaces).
         """
+        self._check_open()
         t = self._frame_index(frame)
         pts, lab = check_points(points, labels, self.frame_shape)
         b = check_box(box, self.frame_shape)
@@ -140,6 +142,7 @@ class VideoSession:
 
     def add_mask(self, frame, obj_id, mask) -> np.ndarray:
         """A (H, W) mask (bool or 0 / non-zero) for ``obj_id`` on ``frame``; returns its logits."""
+        self._check_open()
         t = self._frame_index(frame)
         m = np.asarray(mask)
         if m.shape != self.frame_shape:
@@ -228,7 +231,9 @@ class VideoSession:
             self._projections.clear()
 
     def close(self) -> None:
-        """Delete the spilled memories; the session cannot be used afterwards."""
+        """Delete the spilled memories; the session cannot be used afterwards (a running
+        :meth:`propagate` ends; closing again does nothing)."""
+        self._closed = True
         self.reset()
         self._features.clear()
         self._store.close()
@@ -244,7 +249,11 @@ class VideoSession:
         nothing. Objects left without any prompt are not tracked (``obj_ids`` lists the
         tracked ones); with none to track it is a ``ValueError``. Arguments are checked, and
         pending prompts consolidated, at the call.
+
+        Edits between two yielded frames apply from the next frame: an object removed or left
+        without prompts is no longer tracked nor listed; with none left the run just ends.
         """
+        self._check_open()
         if direction not in DIRECTIONS:
             raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
         if start is not None:
@@ -267,6 +276,8 @@ class VideoSession:
                 end = min(start + limit, self.num_frames - 1)
                 order = range(start, end + 1)
             for t in order:
+                if self._closed or not any(o.cond for o in self._objects.values()):
+                    return  # the last tracked object went away between two frames
                 yield self._track_frame(t, reverse)
 
     @torch.inference_mode()
@@ -352,6 +363,10 @@ class VideoSession:
             return obj.cond[frame]
         assert source == NONCOND
         return self._store.get(obj.obj_id, frame)
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise ValueError("this VideoSession is closed: make a new one")
 
     def _frame_index(self, frame) -> int:
         if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):

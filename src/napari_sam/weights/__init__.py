@@ -47,10 +47,15 @@ def build_embedded():
 
 
 def load_embedded(path=None):
-    """Build the embedded model and load its weights (float32, eval mode, CPU)."""
-    import torch
+    """Build the embedded model and load its weights (float32, eval mode, CPU).
 
-    blob = torch.load(Path(path or WEIGHTS_FILE), map_location="cpu", weights_only=True)
+    ``path``: the shipped file by default, or a training script's ``weights.pt``; read and
+    checked as any checkpoint (:mod:`napari_sam.checkpoints`: tensors only, strict keys,
+    float16 converted to float32, integer tensors refused).
+    """
+    from .. import checkpoints
+
+    path = Path(path or WEIGHTS_FILE)
     model = build_embedded()
-    model.load_state_dict({k: v.float() for k, v in blob["model"].items()}, strict=True)
+    checkpoints.load_into(model, checkpoints.read_state_dict(path), "embedded", str(path))
     return model
