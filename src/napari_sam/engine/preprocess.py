@@ -41,7 +41,8 @@ def robust_limits(values: np.ndarray) -> tuple[float, float]:
     finite = _finite_sample(values)
     if finite.size == 0:
         return (0.0, 0.0)
-    lo, hi = np.percentile(finite, ROBUST_PERCENTILES)
+    # Halved, the interpolation cannot overflow near the float64 maximum (and is exact: x / 2).
+    lo, hi = np.percentile(finite / 2.0, ROBUST_PERCENTILES) * 2.0
     return (float(lo), float(hi))
 
 
@@ -57,54 +58,87 @@ def estimate_contrast_limits(frames, max_frames: int = 16) -> tuple[float, float
     if dtype == np.bool_:
         return (0.0, 1.0)
     n = int(frames.shape[0])
+    if n < 1:
+        raise ValueError(f"a stack with no frames (shape {tuple(frames.shape)}) has no contrast limits")
     picks = np.unique(np.linspace(0, n - 1, min(n, max_frames)).round().astype(int))
     per_frame = max(1, 1_000_000 // len(picks))
     samples = [_finite_sample(read(frames[int(i)]), per_frame) for i in picks]
     return robust_limits(np.concatenate(samples))
 
 
-def to_uint8_rgb(frame, contrast_limits=None) -> np.ndarray:
-    """Map one (H, W) or (H, W, 3|4) frame of any dtype to (H, W, 3) uint8.
+def check_contrast_limits(contrast_limits) -> tuple[float, float] | None:
+    """``None`` or ``(lo, hi)`` as two finite floats with ``lo <= hi``; else a ValueError."""
+    if contrast_limits is None:
+        return None
+    try:
+        lo, hi = (float(v) for v in contrast_limits)
+    except (TypeError, ValueError):
+        raise ValueError(f"contrast limits must be two numbers (low, high), got {contrast_limits!r}") from None
+    if not (np.isfinite(lo) and np.isfinite(hi)):
+        raise ValueError(f"contrast limits must be finite, got {contrast_limits!r}")
+    if lo > hi:
+        raise ValueError(f"contrast limits must be (low, high) with low <= high, got {contrast_limits!r}")
+    return lo, hi
 
-    ``contrast_limits=(lo, hi)``: linear map lo -> 0, hi -> 255, clipped (what napari shows).
-    ``None``: uint8 data as it is, bool as 0/255, anything else by robust percentiles.
-    NaN and +/-inf become 0 (background). A constant image maps to 0.
+
+def _stretch(x: np.ndarray, lo: float, hi: float) -> np.ndarray:
+    """float64 values -> 0..255 floats: lo -> 0, hi -> 255, linear, clipped; lo == hi is a
+    threshold (above -> 255). Halved operands: no overflow even for limits near the float64
+    maximum."""
+    if hi > lo:
+        with np.errstate(over="ignore"):  # a tiny hi - lo: inf, clipped to 255 below
+            x = (x / 2.0 - lo / 2.0) * (255.0 / (hi / 2.0 - lo / 2.0))
+        return np.clip(x, 0.0, 255.0)
+    return np.where(x > hi, 255.0, 0.0)
+
+
+def to_uint8_rgb(frame, contrast_limits=None) -> np.ndarray:
+    """Map one (H, W), (H, W, 1) or (H, W, 3|4) frame of any real dtype to (H, W, 3) uint8.
+
+    ``contrast_limits=(lo, hi)``: linear map lo -> 0, hi -> 255, clipped (what napari shows);
+    ``lo == hi`` is a threshold (above it -> 255); ``lo > hi`` or NaN / inf limits are a
+    ValueError. ``None``: uint8 data as it is, bool as 0/255, anything else by robust
+    percentiles. NaN and +/-inf pixels become 0 (background). A constant image maps to 0.
     """
     a = np.asarray(frame)
     if a.ndim == 3 and a.shape[-1] == 4:
         a = a[..., :3]
+    if a.ndim == 3 and a.shape[-1] == 1:
+        a = a[..., 0]
     if not (a.ndim == 2 or (a.ndim == 3 and a.shape[-1] == 3)):
-        raise ValueError(f"expected an (H, W) or (H, W, 3) image, got shape {a.shape}")
+        raise ValueError(
+            f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {np.shape(frame)}"
+        )
     if a.shape[0] < 1 or a.shape[1] < 1:
         raise ValueError(f"image has no pixels: shape {a.shape}")
+    if a.dtype.kind not in "biuf":
+        raise ValueError(f"images must hold real numbers or booleans, got dtype {a.dtype}")
+    limits = check_contrast_limits(contrast_limits)
     if a.dtype == np.bool_:
-        a = a.astype(np.uint8) * 255
-        contrast_limits = None if contrast_limits is None else tuple(255 * np.asarray(contrast_limits, float))
-    if a.dtype == np.uint8 and contrast_limits is None:
+        a = a.astype(np.uint8)
+        limits = (0.0, 1.0) if limits is None else limits
+    if a.dtype == np.uint8 and limits is None:
         out = a
     else:
-        if a.dtype.kind == "c":
-            raise ValueError("complex-valued images are not supported")
-        lo, hi = robust_limits(a) if contrast_limits is None else map(float, contrast_limits)
-        if not (np.isfinite(lo) and np.isfinite(hi)):
-            raise ValueError(f"contrast limits must be finite, got {contrast_limits}")
+        lo, hi = robust_limits(a) if limits is None else limits
         x = a.astype(np.float64)
         bad = ~np.isfinite(x)
-        if hi > lo:
-            x = (x - lo) * (255.0 / (hi - lo))
-        else:
-            x = np.zeros_like(x)
+        x[bad] = lo  # NaN / inf: background
+        x = _stretch(x, lo, hi)
         x[bad] = 0.0
-        out = np.clip(np.rint(x), 0, 255).astype(np.uint8)
+        out = np.rint(x).astype(np.uint8)
     if out.ndim == 2:
         out = np.repeat(out[..., None], 3, axis=-1)
     return np.ascontiguousarray(out)
 
 
 def sam1_resized_shape(h: int, w: int, long_side: int) -> tuple[int, int]:
-    """SAM 1's resize: longest side to ``long_side``, each side ``int(x * scale + 0.5)``."""
+    """SAM 1's resize: longest side to ``long_side``, each side ``int(x * scale + 0.5)`` (the
+    official rounding) but at least 1 px, so that thin strips (5000 x 2, 1 x N) resize too."""
+    if min(h, w) < 1:
+        raise ValueError(f"image has no pixels: shape ({h}, {w})")
     scale = long_side / max(h, w)
-    return int(h * scale + 0.5), int(w * scale + 0.5)
+    return max(1, int(h * scale + 0.5)), max(1, int(w * scale + 0.5))
 
 
 def preprocess_sam1(rgb: np.ndarray, image_size: int = 1024) -> torch.Tensor:

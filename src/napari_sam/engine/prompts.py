@@ -42,8 +42,8 @@ def check_points(points, labels, image_hw: tuple[int, int]):
 def check_box(box, image_hw: tuple[int, int]):
     """A (4,) float box x0, y0, x1, y1 clipped to the image, or None.
 
-    x1 < x0 or y1 < y0 is an error; a box partly outside is clipped; one entirely outside
-    is an error.
+    x1 < x0 or y1 < y0 is an error; a box partly outside is clipped (every coordinate onto
+    the pixel centres 0..W-1, 0..H-1, so it stays ordered); one entirely outside is an error.
     """
     if box is None:
         return None
@@ -58,7 +58,7 @@ def check_box(box, image_hw: tuple[int, int]):
     h, w = image_hw
     if x1 < -0.5 or y1 < -0.5 or x0 > w - 0.5 or y0 > h - 0.5:
         raise ValueError(f"box {b.tolist()} lies entirely outside the {w}x{h} image")
-    return np.array([max(x0, 0.0), max(y0, 0.0), min(x1, w - 1.0), min(y1, h - 1.0)])
+    return np.clip(b, 0.0, [w - 1.0, h - 1.0, w - 1.0, h - 1.0])  # both ends: stays ordered
 
 
 def check_mask_logits(mask_logits, low_res: int):

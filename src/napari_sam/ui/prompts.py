@@ -64,6 +64,20 @@ def _in_plane(geo: StackGeometry, yx: np.ndarray, tol: float = 0.5) -> np.ndarra
     return np.clip(yx, 0, [h - 1, w - 1])
 
 
+def _box_on_image(geo: StackGeometry, lo_yx: np.ndarray, hi_yx: np.ndarray) -> np.ndarray | None:
+    """A drawn rectangle (pixel corners, y, x) clipped to the image as (x0, y0, x1, y1); None
+    when it is a stray click-drag (under 1 px drawn) or keeps under 1 px on the image (0 px
+    allowed along a side the image is only 1 px long)."""
+    h, w = geo.frame_hw
+    size = np.array([h - 1, w - 1], float)
+    if np.any(hi_yx - lo_yx < 1) or np.any(hi_yx <= -0.5) or np.any(lo_yx >= size + 0.5):
+        return None
+    (y0, x0), (y1, x1) = np.clip(lo_yx, 0, size), np.clip(hi_yx, 0, size)
+    if np.any(np.array([y1 - y0, x1 - x0]) < np.minimum(1.0, size)):
+        return None
+    return np.array([x0, y0, x1, y1], float)
+
+
 def collect(points_layer, shapes_layer, image_layer, geo: StackGeometry, fill=None) -> dict[PromptKey, Prompt]:
     """Every object's prompt on every slice, read from the layers (either may be None)."""
     clicks: dict[PromptKey, list] = {}
@@ -90,12 +104,9 @@ def collect(points_layer, shapes_layer, image_layer, geo: StackGeometry, fill=No
             where = _slice_of(geo, c[0, :lead])
             if where is None:
                 continue
-            h, w = geo.frame_hw
-            y0, x0 = np.clip(c[:, lead:].min(0), 0, [h - 1, w - 1])
-            y1, x1 = np.clip(c[:, lead:].max(0), 0, [h - 1, w - 1])
-            if x1 - x0 < 1 or y1 - y0 < 1:
-                continue
-            boxes[(*where, int(obj))] = np.array([x0, y0, x1, y1], float)  # the last box wins
+            box = _box_on_image(geo, c[:, lead:].min(0), c[:, lead:].max(0))
+            if box is not None:
+                boxes[(*where, int(obj))] = box  # the last box wins
     out: dict[PromptKey, Prompt] = {}
     for key in set(clicks) | set(boxes):
         pts = np.array([c[:2] for c in clicks[key]], float) if key in clicks else None
