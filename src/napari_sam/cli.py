@@ -8,6 +8,11 @@
 
 Bad input ends with one line on stderr and exit status 2 (1 for anything unexpected);
 ``NAPARI_SAM_DEBUG=1`` shows the traceback instead.
+
+What the commands never touch: their inputs (images, prompt files, checkpoints, model
+configs) — an output that is, holds or lies inside one is refused — and anything napari-sam
+did not write: ``--overwrite`` replaces only napari-sam's own outputs (marked as such in the
+file). Every check runs before any work; outputs appear under their names only when complete.
 """
 
 from __future__ import annotations
@@ -37,7 +42,9 @@ def _parser() -> argparse.ArgumentParser:
         if outputs:
             g = sp.add_mutually_exclusive_group(required=True)
             g.add_argument("-o", "--output", help="output path (one input)")
-            g.add_argument("--output-dir", help="output folder (several inputs; names from the inputs)")
+            g.add_argument("--output-dir", help="output folder: one output per input, named after it without its "
+                           "image suffix (img.ome.tif -> img_labels.tif, or img.embeddings.zarr for embed); inputs "
+                           "that would give outputs of the same name are refused")
         sp.add_argument("--model", default=None,
                         help="registry name (default: the preferred cached official model, else 'embedded')")
         sp.add_argument("--checkpoint", help="weights file in the official format (default: the cached official file)")
@@ -49,7 +56,8 @@ def _parser() -> argparse.ArgumentParser:
         sp.add_argument("--index", action="append", default=[], metavar="AXIS=N", help="fix another axis, e.g. Z=3")
         sp.add_argument("--contrast-limits", nargs=2, type=float, metavar=("LOW", "HIGH"),
                         help="8-bit mapping for the model (default: estimated once per stack)")
-        sp.add_argument("--overwrite", action="store_true", help="replace existing outputs")
+        sp.add_argument("--overwrite", action="store_true", help="replace outputs napari-sam wrote before (never "
+                        "an input, nor a file or folder napari-sam did not write)")
         sp.add_argument("--scheduler", help="dask.distributed scheduler address (default: local threads)")
         sp.add_argument("--workers", type=int, default=1, help="local threads (default: %(default)s)")
         sp.add_argument("--frames-per-task", type=int, default=8, help="frames per dask task (default: %(default)s)")
@@ -117,7 +125,7 @@ def _progress(total, desc, quiet):
 
 def _specs(args):
     from .io import InputError
-    from .jobs import InputSpec, ModelSpec
+    from .jobs import InputSpec, ModelSpec, check_device
 
     index = []
     for item in args.index:
@@ -127,6 +135,7 @@ def _specs(args):
         index.append((letter.strip().upper(), int(pos)))
     from .registry import default_model
 
+    check_device(args.device)  # before any work
     name = args.model or ("custom" if args.model_config else default_model())  # a config file names its own
     model = ModelSpec(name, args.checkpoint, args.model_config, args.device)
     inputs = [InputSpec(str(i), args.axes, args.axis, args.channel, tuple(index)) for i in args.inputs]
@@ -143,15 +152,18 @@ def _outputs(args, suffix: str) -> list[Path]:
     folder = Path(args.output_dir)
     if not folder.is_dir():
         raise InputError(f"{folder}: output folder does not exist")
-    return [folder / (Path(i.rstrip("/")).name.split(".")[0] + suffix) for i in args.inputs]
+    from .jobs import outputs_in
+
+    return outputs_in(folder, args.inputs, suffix)
 
 
-def _refuse_existing(paths, overwrite) -> None:
-    from .io import InputError
+def _check_paths(args, writes) -> None:
+    """No output may be, hold or lie inside an input, or another output (before any work)."""
+    from .jobs import refuse_overlaps
 
-    for p in paths:
-        if Path(p).exists() and not overwrite:
-            raise InputError(f"{p}: output exists; use --overwrite to replace it")
+    reads = [("an input image", i) for i in args.inputs] + [
+        (f"the --{k.replace('_', '-')} file", getattr(args, k, None)) for k in ("prompts", "checkpoint", "model_config")]
+    refuse_overlaps(reads, [*writes, ("the --embeddings store", getattr(args, "embeddings", None))])
 
 
 def _limits(args, frames):
@@ -177,10 +189,11 @@ def cmd_models(args) -> int:
         path = checkpoints.fetch(info, progressbar=True)
         print(f"{info.name}: {path}" + (" (bundled: nothing to download)" if info.bundled else ""))
         return 0
-    infos = [model_info(args.name)] if args.name else [m for m in list_models() if m.cached]
+    # every file present is checked, also one of the wrong size (which the registry does not count as cached)
+    infos = [model_info(args.name)] if args.name else [m for m in list_models() if m.path.is_file()]
     bad = 0
     for info in infos:
-        if not info.cached:
+        if not info.path.is_file():
             print(f"{info.name}: not cached")
             bad += 1
         elif checkpoints.sha256_of(info.path) != info.sha256:
@@ -194,19 +207,24 @@ def cmd_models(args) -> int:
 
 
 def cmd_embed(args) -> int:
+    from .io import check_target
     from .jobs import Runner, blocks, embed_frames, frame_count
 
     model, inputs = _specs(args)
     outs = _outputs(args, ".embeddings.zarr")
+    _check_paths(args, [("the output", o) for o in outs])
+    for out in outs:  # an existing store is filled up (resumed); --overwrite starts it again
+        if args.overwrite or not out.exists():
+            check_target(out, "embeddings", True)
     runner = Runner(args.scheduler, args.workers)
     try:
         for src, out in zip(inputs, outs):
             frames, axis = src.open()
             n = frame_count(frames, axis)
-            if out.exists() and args.overwrite:
+            if out.exists() and args.overwrite:  # napari-sam's own store (checked above)
                 import shutil
 
-                shutil.rmtree(out) if out.is_dir() else out.unlink()
+                shutil.rmtree(out)
             limits = _limits(args, frames)
             embed_frames(model, src, str(out), [], limits)  # claim the store before the workers
             bar = _progress(n, f"embed {Path(src.path).name}", args.quiet)
@@ -220,12 +238,14 @@ def cmd_embed(args) -> int:
 
 
 def cmd_segment(args) -> int:
-    from .io import LabelsWriter
+    from .io import LabelsWriter, check_target
     from .jobs import Runner, blocks, frame_count, segment_frames
 
     model, inputs = _specs(args)
     outs = _outputs(args, "_labels.tif")
-    _refuse_existing(outs, args.overwrite)
+    _check_paths(args, [("the output", o) for o in outs])
+    for out in outs:
+        check_target(out, "labels", args.overwrite)
     if args.prompts:
         if len(inputs) > 1:
             from .io import InputError
@@ -299,14 +319,16 @@ def _segment_prompts(args, model_spec, src, out) -> int:
 
 def cmd_track(args) -> int:
     from .engine.auto_tracking import TRACK_COLUMNS, AutoTracker, TrackingParams
-    from .io import InputError, LabelsWriter, read_prompts, write_csv
+    from .io import InputError, LabelsWriter, check_target, commit_together, nothing_kept, read_prompts, write_csv
     from .jobs import Runner, blocks, embed_frames, frame_count
 
     model_spec, inputs = _specs(args)
     if len(inputs) != 1 or not args.output:
         raise InputError("track takes one input and -o OUTPUT")
     src, out, tracks = inputs[0], Path(args.output), Path(args.tracks)
-    _refuse_existing([out, tracks], args.overwrite)
+    _check_paths(args, [("the output", out), ("the --tracks table", tracks)])
+    check_target(out, "labels", args.overwrite)
+    check_target(tracks, "table", args.overwrite, header=TRACK_COLUMNS)
     frames, axis = src.open()
     if axis is None:
         raise InputError(f"{src.path}: one 2-D image; track needs a stack (T or Z axis)")
@@ -336,12 +358,21 @@ def cmd_track(args) -> int:
     tracker = AutoTracker(model, TrackingParams(every=every, match_iou=args.match_iou), detect=detect,
                           segmenter=AutomaticSegmenter(model, **_auto_params(args)))
     bar = _progress(n, f"track {Path(src.path).name}", args.quiet)
-    with LabelsWriter(out, hw, n, axes=f"{axis}YX", overwrite=args.overwrite) as wr:
+    wr = LabelsWriter(out, hw, n, axes=f"{axis}YX", overwrite=args.overwrite)
+    try:  # labels and table appear together or not at all
         for _, labels in tracker.run(frames, embeddings=store, contrast_limits=limits):
             wr.write(labels)
             bar.update(1)
+        wr.finish()
+        table = write_csv(tracks, TRACK_COLUMNS, tracker.rows, overwrite=args.overwrite, commit=False)
+    except BaseException as err:
+        wr.abort()
+        new = nothing_kept(err, [out, tracks])
+        if new is err:
+            raise
+        raise new from err
     bar.close()
-    write_csv(tracks, TRACK_COLUMNS, tracker.rows, overwrite=args.overwrite)
+    commit_together([wr, table])
     return 0
 
 
@@ -376,19 +407,24 @@ def cmd_demo(args) -> int:
     import tifffile
 
     from .data.samples import sample as make_sample
-    from .engine.auto_tracking import id_persistence
+    from .engine.auto_tracking import TRACK_COLUMNS, id_persistence
+    from .io import InputError, check_target, write_sample
 
-    sample = make_sample(args.sample)
     out = Path(args.headless)
+    if out.exists() and not out.is_dir():
+        raise InputError(f"{out}: not a folder (demo --headless DIR writes its files into a folder)")
     out.mkdir(parents=True, exist_ok=True)
     image, labels = out / f"{args.sample}.tif", out / f"{args.sample}_labels.tif"
+    tracks = out / f"{args.sample}_tracks.csv"
+    for path, kind in ((image, "sample"), (labels, "labels"), (tracks, "table"))[: 2 if args.sample == "nuclei_2d" else 3]:
+        check_target(path, kind, True, header=TRACK_COLUMNS)  # replaces only its own earlier files
+    sample = make_sample(args.sample)
     axes = {"timelapse": "TYX", "nuclei_3d": "ZYX", "nuclei_2d": "YX"}[args.sample]
-    tifffile.imwrite(image, sample.image, imagej=True, metadata={"axes": axes})
+    write_sample(image, sample.image, axes)
     model = ["--model", args.model] if args.model else []
     if sample.image.ndim == 2:
         code = main(["segment", str(image), "-o", str(labels), "--auto", "--overwrite", "--quiet", *model])
     else:
-        tracks = out / f"{args.sample}_tracks.csv"
         code = main(["track", str(image), "-o", str(labels), "--tracks", str(tracks), "--overwrite", "--quiet", *model])
     if code:
         return code

@@ -7,8 +7,13 @@ the engine wants — ``(H, W)``, ``(H, W, 3)``, ``(N, H, W)`` or ``(N, H, W, 3)`
 array: singleton axes are dropped, a channel is picked, and exactly one axis (T or Z, or
 one unknown axis) may remain as the stack axis.
 
-Writers never hold the whole result: frames go to ``<output>.partial`` as they come and the
-file (or zarr folder) is renamed to its final name only when complete.
+Reading refuses what it cannot read whole — a truncated or damaged file, an unsupported pixel
+type, an empty image — with :class:`InputError`, never a shorter stack or zeros.
+
+Writers never hold the whole result: frames go to a new ``<output>.<pid>.partial`` as they
+come and the file (or zarr folder) is renamed to its final name only when complete. Every
+output is marked as napari-sam's (:data:`MARK`); an existing path is replaced only with
+``overwrite`` and only when napari-sam wrote it (:func:`check_target`).
 """
 
 from __future__ import annotations
@@ -16,6 +21,8 @@ from __future__ import annotations
 import contextlib
 import csv
 import json
+import logging
+import math
 import os
 import shutil
 from pathlib import Path
@@ -127,7 +134,8 @@ def _move(arr, axes, letter, new):
 
 
 def open_image(path, axes: str | None = None) -> ImageSource:
-    """Open a TIFF or zarr image lazily. ``axes`` overrides the file's own axes."""
+    """Open a TIFF or zarr image lazily. ``axes`` overrides the file's own axes. A file that
+    cannot be read whole (damaged, truncated, an unsupported pixel type) is an InputError."""
     import dask.array as da
 
     p = Path(path)
@@ -140,7 +148,17 @@ def open_image(path, axes: str | None = None) -> ImageSource:
         arr, file_axes, names = _open_tiff(p)
     else:
         raise InputError(f"{path}: unsupported file type {p.suffix!r} (TIFF or zarr)")
-    data = da.from_zarr(arr)
+    dtype = np.dtype(arr.dtype)
+    if dtype.kind not in "biuf":
+        raise InputError(f"{path}: pixel type {dtype} is not supported (integer, float or bool images)")
+    if 0 in arr.shape:
+        raise InputError(f"{path}: empty image of shape {tuple(arr.shape)}: no pixels")
+    try:
+        chunks = arr.chunks
+    except Exception:  # noqa: BLE001  (a sharded zarr array has no single chunk shape)
+        chunks = "auto"
+    data = da.from_array(_Checked(arr, p), chunks=chunks, asarray=True, name=False,
+                         meta=np.empty((0,) * arr.ndim, dtype))
     if axes is not None:
         if len(axes) != data.ndim:
             raise InputError(f"{path}: --axes {axes!r} has {len(axes)} letters, the data has {data.ndim} dimensions {data.shape}")
@@ -148,22 +166,115 @@ def open_image(path, axes: str | None = None) -> ImageSource:
     return ImageSource(p, data, file_axes, names)
 
 
+class _Checked:
+    """An array whose read errors name the file: damaged pixel data is bad input, not a crash."""
+
+    def __init__(self, arr, path):
+        self._arr, self._path = arr, path
+        self.shape, self.dtype, self.ndim = tuple(arr.shape), np.dtype(arr.dtype), len(arr.shape)
+
+    def __getitem__(self, key):
+        try:
+            return np.asarray(self._arr[key])
+        except Exception as err:  # noqa: BLE001  (codecs and tifffile raise many kinds)
+            raise InputError(f"{self._path}: cannot read the pixel data ({_why(err)})") from None
+
+
+def _why(err) -> str:
+    text = str(err).splitlines()[0][:120] if str(err) else ""
+    return f"{type(err).__name__}: {text}" if text else type(err).__name__
+
+
+def _chain_broken(tif) -> bool:
+    """Whether the chain of pages (IFDs) ends in a pointer to nothing: pages went missing."""
+    import struct
+
+    fmt, fh = tif.tiff, tif.filehandle
+    last = tif.pages[len(tif.pages) - 1]
+    try:
+        fh.seek(last.offset)
+        n = struct.unpack(fmt.tagnoformat, fh.read(fmt.tagnosize))[0]
+        fh.seek(last.offset + fmt.tagnosize + n * fmt.tagsize)
+        return struct.unpack(fmt.offsetformat, fh.read(fmt.offsetsize))[0] != 0
+    except (struct.error, OSError):
+        return True
+
+
 def _open_tiff(p: Path):
     import tifffile
     import zarr
 
+    logger, sink = logging.getLogger("tifffile"), logging.NullHandler()
+    logger.addHandler(sink)  # what tifffile finds wrong becomes one InputError, not stderr noise
     try:
         with tifffile.TiffFile(p) as tif:
             series = tif.series[0]
             axes = series.axes
             names = _ome_channel_names(tif)
+            _check_complete(p, tif, series)
             store = series.aszarr()
+        arr = zarr.open(store, mode="r")
+        if hasattr(arr, "keys"):  # a multi-resolution series: level 0
+            arr = arr["0"]
+    except InputError:
+        raise
     except Exception as err:  # noqa: BLE001  (tifffile raises many kinds on a damaged file)
-        raise InputError(f"{p}: not a readable TIFF ({type(err).__name__}: {str(err).splitlines()[0][:120] if str(err) else ''})") from None
-    arr = zarr.open(store, mode="r")
-    if hasattr(arr, "keys"):  # a multi-resolution series: level 0
-        arr = arr["0"]
+        raise InputError(f"{p}: not a readable TIFF ({_why(err)})") from None
+    finally:
+        logger.removeHandler(sink)
     return arr, _known_axes(axes, arr.shape), names
+
+
+def _check_complete(p: Path, tif, series) -> None:
+    """Refuse a file holding fewer images (2-D planes) than its metadata promises or than
+    the series claims: a truncated stack must not read as a shorter one or as zeros."""
+    page = series.keyframe
+    plane = math.prod(page.shape)
+    if plane == 0:
+        raise InputError(f"{p}: empty image of shape {page.shape}: no pixels")
+    in_series = math.prod(series.shape) // plane
+    promised = _promised_planes(tif, plane)
+    want = max(in_series, promised or 0)
+    size = tif.filehandle.size
+    if series.dataoffset is not None:  # contiguous data: count the planes that fit in the file
+        held = max(0, size - series.dataoffset) // (plane * page.dtype.itemsize)
+    else:
+        held = 0
+        for i in range(len(series)):
+            try:
+                pg = series[i]
+            except IndexError:  # tifffile lost the chain of pages here
+                break
+            if pg is None or any(o + c > size for o, c in zip(pg.dataoffsets, pg.databytecounts)):
+                break
+            held += 1
+        held *= max(1, in_series // max(1, len(series)))
+    held = min(held, want)
+    if held < want or in_series < want:
+        raise InputError(f"{p}: truncated or damaged file: its metadata promises {want} image{'s' if want != 1 else ''} "
+                         f"but the file holds only {held if held < want else in_series}")
+    if promised is None and _chain_broken(tif):  # no promise to check against: the chain of pages
+        raise InputError(f"{p}: truncated or damaged file: its chain of pages breaks after page {len(tif.pages)}")
+
+
+def _promised_planes(tif, plane: int) -> int | None:
+    """The number of 2-D images the file's own metadata (ImageJ, tifffile, OME) says it holds."""
+    if tif.is_imagej:
+        return int((tif.imagej_metadata or {}).get("images", 1))
+    if tif.is_shaped and tif.shaped_metadata and "shape" in tif.shaped_metadata[0]:
+        return math.prod(int(s) for s in tif.shaped_metadata[0]["shape"]) // plane
+    if tif.is_ome and tif.ome_metadata:
+        import xml.etree.ElementTree as ET
+
+        root = ET.fromstring(tif.ome_metadata)
+        pix = next((e for e in root.iter() if e.tag.endswith("}Pixels") or e.tag == "Pixels"), None)
+        if pix is None:
+            return None
+        channels = [e for e in pix if e.tag.endswith("Channel")]
+        spp = int(channels[0].get("SamplesPerPixel", 1)) if channels else 1
+        n_c = len(channels) if channels else int(pix.get("SizeC", 1)) // max(1, spp)
+        return int(pix.get("SizeZ", 1)) * int(pix.get("SizeT", 1)) * max(1, n_c)
+    return None
 
 
 def _ome_channel_names(tif) -> list[str]:
@@ -185,20 +296,44 @@ def _open_zarr(p: Path):
 
     try:
         node = zarr.open(str(p), mode="r")
+        if hasattr(node, "keys") and not hasattr(node, "shape"):  # a group: OME-Zarr level 0
+            return _ome_zarr_level0(p, node)
+        dims = node.attrs.get("_ARRAY_DIMENSIONS") or node.attrs.get("axes")
+        node.dtype, node.shape  # noqa: B018  (a damaged header fails here, not later)
+    except InputError:
+        raise
     except Exception as err:  # noqa: BLE001  (any failure means: not a zarr we can read)
-        raise InputError(f"{p}: not a readable zarr store ({type(err).__name__})") from None
-    if hasattr(node, "keys") and not hasattr(node, "shape"):  # a group: OME-Zarr level 0
-        ms = node.attrs.get("multiscales") or (node.attrs.get("ome", {}) or {}).get("multiscales")
-        if not ms:
-            raise InputError(f"{p}: a zarr group without OME-Zarr 'multiscales'; point at the array itself")
-        arr = node[ms[0]["datasets"][0]["path"]]
-        axes = "".join(a["name"] if isinstance(a, dict) else a for a in ms[0].get("axes", []))
-        names = [c.get("label", "") for c in (node.attrs.get("omero", {}) or {}).get("channels", [])]
-        return arr, (axes.upper() if len(axes) == arr.ndim else _guess(arr.shape)), names
-    dims = node.attrs.get("_ARRAY_DIMENSIONS") or node.attrs.get("axes")
-    if dims and len(dims) == node.ndim:
-        return node, "".join(str(d)[0] for d in dims).upper(), []
-    return node, _guess(node.shape), []
+        raise InputError(f"{p}: not a readable zarr store ({_why(err)})") from None
+    return node, _dims_axes(dims, node.shape), []
+
+
+def _ome_zarr_level0(p: Path, node):
+    attrs = dict(node.attrs)
+    ome = attrs.get("ome") if isinstance(attrs.get("ome"), dict) else {}
+    ms = attrs.get("multiscales") or ome.get("multiscales")
+    first = ms[0] if isinstance(ms, list) and ms and isinstance(ms[0], dict) else {}
+    datasets = first.get("datasets")
+    path = datasets[0].get("path") if isinstance(datasets, list) and datasets and isinstance(datasets[0], dict) else None
+    if not isinstance(path, str) or not path:
+        raise InputError(f"{p}: a zarr group without OME-Zarr 'multiscales' datasets; point at the array itself")
+    try:
+        arr = node[path]
+    except Exception:  # noqa: BLE001
+        raise InputError(f"{p}: OME-Zarr level {path!r} is missing") from None
+    if not hasattr(arr, "shape"):
+        raise InputError(f"{p}: OME-Zarr level {path!r} is not an array")
+    axes = first.get("axes")
+    names = [a.get("name") if isinstance(a, dict) else a for a in axes] if isinstance(axes, list) else None
+    omero = attrs.get("omero") if isinstance(attrs.get("omero"), dict) else {}
+    chans = omero.get("channels") if isinstance(omero.get("channels"), list) else []
+    return arr, _dims_axes(names, arr.shape), [str(c.get("label", "")) if isinstance(c, dict) else "" for c in chans]
+
+
+def _dims_axes(dims, shape) -> str:
+    """Axis letters from named dimensions (first letter of each name), else a guess."""
+    if isinstance(dims, (list, tuple)) and len(dims) == len(shape) and all(isinstance(d, str) and d for d in dims):
+        return _known_axes("".join(d[0] for d in dims), shape)
+    return _guess(shape)
 
 
 def _guess(shape) -> str:
@@ -210,41 +345,107 @@ def _guess(shape) -> str:
 
 
 # ---------------------------------------------------------------------------- writing
-def _check_target(path: Path, overwrite: bool) -> None:
-    if path.exists() and not overwrite:
-        raise InputError(f"{path}: output exists; use --overwrite to replace it")
-    if not path.parent.exists():
-        raise InputError(f"{path.parent}: output folder does not exist")
+#: Every file napari-sam writes says so: TIFF Software tag "napari-sam" plus ``napari_sam: kind``
+#: in the TIFF's description (or the zarr array's attributes). ``--overwrite`` replaces only these.
+MARK, SOFTWARE = "napari_sam", "napari-sam"
+WHAT = {"labels": "a labels file", "sample": "a demo sample", "table": "a table", "embeddings": "an embedding store"}
 
 
-def _partial(path: Path) -> Path:
-    return path.with_name(path.name + ".partial")
+def written_by_napari_sam(path, kind: str, header=None) -> bool:
+    """Whether ``path`` is napari-sam's own ``kind`` of output (see ``WHAT``); ``header``: the
+    columns of a table."""
+    p = Path(path)
+    try:
+        if kind == "table":
+            with open(p, newline="") as f:
+                return header is not None and f.readline().rstrip("\r\n") == ",".join(header)
+        import zarr
+
+        if kind == "embeddings":
+            from .engine.embedding_store import ATTRS_KEY
+
+            return p.is_dir() and ATTRS_KEY in zarr.open_group(str(p), mode="r").attrs
+        if p.is_dir():
+            return kind == "labels" and zarr.open_array(str(p), mode="r").attrs.get(MARK) == kind
+        import tifffile
+
+        with tifffile.TiffFile(p) as tif:
+            meta = tif.shaped_metadata[0] if tif.is_shaped else (tif.imagej_metadata or {})
+            return tif.pages[0].software == SOFTWARE and meta.get(MARK) == kind
+    except Exception:  # noqa: BLE001  (unreadable: not ours)
+        return False
+
+
+def check_target(path, kind: str, overwrite: bool, header=None, note: str = "") -> None:
+    """Refuse an output path before any work: its folder must exist; an existing path is
+    replaced only with ``overwrite`` and only when napari-sam wrote it (an empty folder too)."""
+    p = Path(path)
+    if kind == "labels" and p.suffix.lower() not in (".tif", ".tiff", ".zarr"):
+        raise InputError(f"{p}: write labels as .tif/.tiff or .zarr")
+    if not p.parent.is_dir():
+        raise InputError(f"{p.parent}: output folder does not exist")
+    if not os.access(p.parent, os.W_OK):
+        raise InputError(f"{p.parent}: no permission to write in this folder")
+    if not (p.exists() or p.is_symlink()):
+        return
+    if not overwrite:
+        raise InputError(f"{p}: output exists; use --overwrite to replace it{note}")
+    if p.is_dir() and not any(p.iterdir()):
+        return
+    if not written_by_napari_sam(p, kind, header):
+        raise InputError(f"{p}: not {WHAT[kind]} written by napari-sam; --overwrite replaces only napari-sam's "
+                         f"own outputs: choose another output or remove it yourself{note}")
 
 
 def _remove(p: Path) -> None:
-    if p.is_dir():
+    if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
-    elif p.exists():
+    elif p.exists() or p.is_symlink():
         p.unlink()
+
+
+class _Partial:
+    """One output written under a name of its own beside the target (``<name>.<pid>.partial``,
+    created new, so nothing else is ever clobbered) and renamed to the target when complete."""
+
+    def __init__(self, path, kind: str, overwrite: bool, folder: bool = False, header=None):
+        self.path, self.kind, self.overwrite, self.header = Path(path), kind, overwrite, header
+        check_target(self.path, kind, overwrite, header)
+        for k in range(1000):
+            self.tmp = self.path.with_name(f"{self.path.name}.{os.getpid()}{f'-{k}' if k else ''}.partial")
+            try:
+                os.mkdir(self.tmp) if folder else open(self.tmp, "xb").close()
+                break
+            except FileExistsError:
+                continue
+
+    def commit(self) -> None:
+        # the target may have changed while this ran: the same rule again, and the result is kept
+        check_target(self.path, self.kind, self.overwrite, self.header, note=f" (this run's result: {self.tmp})")
+        if self.path.exists() and (self.path.is_dir() or self.tmp.is_dir()):
+            _remove(self.path)
+        os.replace(self.tmp, self.path)
+
+    def abort(self) -> None:
+        _remove(self.tmp)
 
 
 class LabelsWriter:
     """Write ``n_frames`` (H, W) int32 label frames in order to a TIFF or zarr ``path``
     (``None`` frames: one 2-D image). Use as a context manager: the output appears under its
-    name only when every frame was written; on an error the partial file is removed."""
+    name only when every frame was written; on an error the partial file is removed.
+    ``overwrite`` replaces only napari-sam's own labels (see :func:`check_target`)."""
 
     def __init__(self, path, frame_shape, n_frames: int | None, axes: str = "TYX", overwrite: bool = False):
         self.path = Path(path)
-        _check_target(self.path, overwrite)
         self.kind = "zarr" if self.path.suffix.lower() == ".zarr" else "tiff"
-        if self.kind == "tiff" and self.path.suffix.lower() not in (".tif", ".tiff"):
-            raise InputError(f"{self.path}: write labels as .tif/.tiff or .zarr")
         self.frame_shape = tuple(int(s) for s in frame_shape)
         self.n_frames = n_frames
         self.axes = axes if n_frames is not None else "YX"
-        self.tmp = _partial(self.path)
-        _remove(self.tmp)
+        self._part = _Partial(self.path, "labels", overwrite, folder=self.kind == "zarr")
+        self.tmp = self._part.tmp
         self.written = 0
+        self._tif = None
         if self.kind == "tiff":
             import tifffile
 
@@ -256,7 +457,7 @@ class LabelsWriter:
             shape = self.frame_shape if n_frames is None else (n_frames, *self.frame_shape)
             chunks = self.frame_shape if n_frames is None else (1, *self.frame_shape)
             self._z = zarr.create_array(str(self.tmp), shape=shape, chunks=chunks, dtype=LABEL_DTYPE, fill_value=0,
-                                        attributes={"_ARRAY_DIMENSIONS": list(self.axes.lower())})
+                                        attributes={"_ARRAY_DIMENSIONS": list(self.axes.lower()), MARK: "labels"})
 
     def write(self, labels: np.ndarray) -> None:
         labels = np.asarray(labels)
@@ -266,27 +467,31 @@ class LabelsWriter:
             raise ValueError("all frames are already written")
         labels = labels.astype(LABEL_DTYPE, copy=False)
         if self.kind == "tiff":
-            meta = {"axes": self.axes} if self.written == 0 else None
-            self._tif.write(labels, contiguous=True, metadata=meta, photometric="minisblack")
+            meta = {"axes": self.axes, MARK: "labels"} if self.written == 0 else None
+            self._tif.write(labels, contiguous=True, metadata=meta, photometric="minisblack", software=SOFTWARE)
         elif self.n_frames is None:
             self._z[...] = labels
         else:
             self._z[self.written] = labels
         self.written += 1
 
-    def commit(self) -> None:
+    def finish(self) -> None:
+        """Every frame written and the file closed, still under its partial name."""
         if self.written != (self.n_frames or 1):
             raise RuntimeError(f"{self.written} of {self.n_frames or 1} frames written")
-        if self.kind == "tiff":
+        if self._tif is not None:
             self._tif.close()
-        _remove(self.path)
-        os.replace(self.tmp, self.path)
+            self._tif = None
+
+    def commit(self) -> None:
+        self.finish()
+        self._part.commit()
 
     def abort(self) -> None:
-        if self.kind == "tiff":
+        if self._tif is not None:
             with contextlib.suppress(Exception):  # the partial file goes anyway
                 self._tif.close()
-        _remove(self.tmp)
+        self._part.abort()
 
     def __enter__(self):
         return self
@@ -299,17 +504,68 @@ class LabelsWriter:
         return False
 
 
-def write_csv(path, header, rows, overwrite: bool = False) -> None:
-    """A CSV written to ``<path>.partial`` and renamed when complete."""
-    path = Path(path)
-    _check_target(path, overwrite)
-    tmp = _partial(path)
-    with open(tmp, "w", newline="") as f:
-        w = csv.writer(f)
-        w.writerow(header)
-        for row in rows:
-            w.writerow([f"{v:.3f}" if isinstance(v, float) else v for v in row])
-    os.replace(tmp, path)
+def _write_rows(f, header, rows) -> None:
+    w = csv.writer(f)
+    w.writerow(header)
+    for row in rows:
+        w.writerow([f"{v:.3f}" if isinstance(v, float) else v for v in row])
+
+
+def write_csv(path, header, rows, overwrite: bool = False, commit: bool = True):
+    """A CSV written under a partial name and renamed when complete (``commit=False``: left
+    partial, returned, for :func:`commit_together`). ``overwrite`` replaces only a CSV with the
+    same header."""
+    part = _Partial(path, "table", overwrite, header=list(header))
+    try:
+        with open(part.tmp, "w", newline="") as f:
+            _write_rows(f, header, rows)
+    except BaseException:
+        part.abort()
+        raise
+    if commit:
+        part.commit()
+    return part
+
+
+def write_sample(path, image, axes: str) -> None:
+    """A demo sample as an ImageJ TIFF marked as napari-sam's (replaces only an earlier sample)."""
+    import tifffile
+
+    part = _Partial(path, "sample", overwrite=True)
+    try:
+        tifffile.imwrite(part.tmp, image, imagej=True, metadata={"axes": axes, MARK: "sample"}, software=SOFTWARE)
+        part.commit()
+    except BaseException:
+        part.abort()
+        raise
+
+
+def commit_together(parts) -> None:
+    """Rename finished partial outputs (``LabelsWriter``/``write_csv(commit=False)``) to their
+    names; if one fails, those renamed by this call are removed too: all or nothing."""
+    done = []
+    try:
+        for part in parts:
+            part.commit()
+            done.append(part)
+    except BaseException as err:
+        for part in parts[len(done):]:
+            part.abort()
+        for part in done:
+            _remove(part.path)
+        new = nothing_kept(err, [p.path for p in parts])
+        if new is err:
+            raise
+        raise new from err
+
+
+def nothing_kept(err, paths):
+    """``err`` (an OSError) saying that none of ``paths`` (the outputs of this run) were kept."""
+    names = ", ".join(str(p) for p in paths)
+    if not isinstance(err, OSError):
+        return err
+    msg = f"{err.strerror or err}; nothing kept: {names} not written"
+    return type(err)(err.errno, msg, err.filename) if err.errno is not None else type(err)(msg)
 
 
 # ---------------------------------------------------------------------------- prompt files
@@ -361,14 +617,35 @@ def _json_prompts(p: Path) -> list[dict]:
         raise InputError(f"{p}: not valid JSON ({err.__class__.__name__})") from None
     if isinstance(data, dict):
         data = data.get("objects", [])
+    if not isinstance(data, list):
+        raise InputError(f'{p}: JSON prompts must be a list of objects (or {{"objects": [...]}}), '
+                         f"got {type(data).__name__}")
     out = []
-    for i, e in enumerate(data):
+    for i, e in enumerate(data, 1):
+        if not isinstance(e, dict):
+            raise InputError(f"{p}: entry {i} is {json.dumps(e)[:40]}, not an object with id, frame, points, labels, box")
+        oid, frame = e.get("id", i), e.get("frame", 0)
+        where = f"{p}: object {oid!r} (entry {i})"
+        for name, v in (("id", oid), ("frame", frame)):
+            if not (_is_number(v) and float(v).is_integer() and v >= (1 if name == "id" else 0)):
+                raise InputError(f"{where}: {name} must be a whole number{' >= 1' if name == 'id' else ''}, got {v!r}")
         pts = e.get("points") or []
+        if not (isinstance(pts, list) and all(isinstance(q, list) and len(q) == 2 and all(map(_is_number, q)) for q in pts)):
+            raise InputError(f"{where}: points must be a list of [x, y] pairs, got {json.dumps(pts)[:40]}")
         labels = e.get("labels") or [1] * len(pts)
-        if len(labels) != len(pts):
-            raise InputError(f"{p}: object {e.get('id', i + 1)} has {len(pts)} points but {len(labels)} labels")
-        out.append({"id": e.get("id", i + 1), "frame": e.get("frame", 0), "points": pts, "labels": labels, "box": e.get("box")})
+        if not (isinstance(labels, list) and len(labels) == len(pts) and all(v in (0, 1) and not isinstance(v, float)
+                                                                               for v in labels)):
+            raise InputError(f"{where}: labels must be a list of 1 (foreground) / 0 (background), one per point "
+                             f"({len(pts)} points), got {json.dumps(labels)[:40]}")
+        box = e.get("box")
+        if box is not None and not (isinstance(box, list) and len(box) == 4 and all(map(_is_number, box))):
+            raise InputError(f"{where}: box must be [x0, y0, x1, y1], got {json.dumps(box)[:40]}")
+        out.append({"id": int(oid), "frame": int(frame), "points": pts, "labels": labels, "box": box})
     return out
+
+
+def _is_number(v) -> bool:
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
 
 
 def _csv_prompts(p: Path) -> list[dict]:

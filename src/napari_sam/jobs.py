@@ -6,11 +6,15 @@ worker loads a model once (a per-process cache keyed by the spec) and opens the 
 Units: :func:`embed_frames` (fills an EmbeddingStore for some frames: every frame's
 features are computed once and written to the store) and :func:`segment_frames` (segment
 everything on some frames, returning their labels for the caller to write in order).
+What a command reads and writes is checked before any unit runs: :func:`outputs_in` names
+one output per input (refusing two of the same name) and :func:`refuse_overlaps` keeps every
+output off the inputs and off each other.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +45,7 @@ class ModelSpec:
             return model
 
     def _build(self):
+        check_device(self.device)
         if self.config is None:
             from .registry import load_model
 
@@ -54,6 +59,16 @@ class ModelSpec:
         sd = checkpoints.read_state_dict(self.checkpoint)
         checkpoints.load_into(model, sd, model.name, str(self.checkpoint))
         return model.to(resolve_device(self.device))
+
+
+def check_device(name: str):
+    """The torch device for ``--device name``; an absent or unknown device is bad input (ValueError)."""
+    from .registry import resolve_device
+
+    try:
+        return resolve_device(name)
+    except (RuntimeError, ValueError) as err:
+        raise ValueError(f"--device {name}: {err}") from None
 
 
 def build_from_config(path):
@@ -194,3 +209,57 @@ class Runner:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+# ---------------------------------------------------------------------------- what a command reads and writes
+#: Image suffixes an output name drops (longest first): ``img.ome.tif`` -> ``img_labels.tif``.
+IMAGE_SUFFIXES = (".ome.tiff", ".ome.zarr", ".ome.tif", ".tiff", ".zarr", ".tif", ".btf", ".tf8")
+
+
+def image_stem(path) -> str:
+    name = Path(str(path).rstrip("/\\")).name
+    for suffix in IMAGE_SUFFIXES:
+        if name.lower().endswith(suffix) and len(name) > len(suffix):
+            return name[: -len(suffix)]
+    return name
+
+
+def outputs_in(folder, inputs, suffix: str) -> list[Path]:
+    """One output per input in ``folder``, named ``<input stem><suffix>``; inputs that would
+    give the same name (ignoring case) are refused, before any work."""
+    from .io import InputError
+
+    seen: dict[str, str] = {}
+    outs = []
+    for i in inputs:
+        out = Path(folder) / (image_stem(i) + suffix)
+        key = out.name.casefold()
+        if key in seen:
+            raise InputError(f"{seen[key]} and {i} would both write {out}; give them different names, or run each with -o")
+        seen[key] = str(i)
+        outs.append(out)
+    return outs
+
+
+def _real(path) -> Path:
+    return Path(os.path.abspath(path)).resolve()
+
+
+def refuse_overlaps(reads, writes) -> None:
+    """``reads`` / ``writes``: ``(what, path)`` pairs ("an input image", "the output"). A path written may not be, hold or lie
+    inside a path read, nor another path written (InputError naming both)."""
+    from .io import InputError
+
+    writes = [(what, Path(p), _real(p)) for what, p in writes if p is not None]
+    reads = [(what, Path(p), _real(p)) for what, p in reads if p is not None]
+    for k, (what, p, rp) in enumerate(writes):
+        for other, q, rq in reads:
+            if rp == rq or (p.exists() and q.exists() and os.path.samefile(p, q)):
+                raise InputError(f"{p}: is {other}; napari-sam never writes over its inputs")
+            if rq.is_relative_to(rp):
+                raise InputError(f"{p}: holds {other} ({q}); choose an output outside it")
+            if rp.is_relative_to(rq):
+                raise InputError(f"{p}: lies inside {other} ({q}); choose an output outside it")
+        for other, q, rq in writes[k + 1:]:
+            if rp == rq or rp.is_relative_to(rq) or rq.is_relative_to(rp):
+                raise InputError(f"{p}: used twice, as {what} and as {other} ({q}); give each its own path")
