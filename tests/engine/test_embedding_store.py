@@ -22,6 +22,7 @@ import zarr
 
 from napari_sam.engine.embedding_store import ATTRS_KEY, EmbeddingStore, weights_hash
 from napari_sam.engine.preprocess import estimate_contrast_limits, preprocess_for, to_uint8_rgb
+from napari_sam.engine.store_integrity import frame_checksum
 
 HERE = Path(__file__).parent
 T, H, W = 6, 40, 52
@@ -148,7 +149,9 @@ def test_features_bit_exact_and_reread_from_disk(model, tmp_path):
     for k in refs[0]:
         arr = g["features"][k]
         assert arr.dtype == np.float32 and arr.chunks == (1, *levels[k])
-    assert g["complete"][:].tolist() == [1, 1, 1]
+    # every frame's checksum over exactly the reference features, written as it completed
+    want = [frame_checksum(t, {k: v[0].float().numpy() for k, v in refs[t].items()}) for t in range(3)]
+    assert g["checksum"][:].tolist() == want and all(w >> 32 == 1 for w in want)
     meta = g.attrs[ATTRS_KEY]
     assert meta["model"]["weights_hash"] == weights_hash(model)
     assert meta["preprocess"]["contrast_limits"] == list(limits)
@@ -266,7 +269,7 @@ def test_refuses_other_format_and_foreign_paths(tmp_path):
 def test_half_written_frame_reads_as_missing_and_is_recomputed(tmp_path):
     frames, model = make_frames(), TinyEncoder()
     store = EmbeddingStore(tmp_path / "s", model, frames)
-    orig = store._complete
+    orig = store._checksum
 
     class CrashAfterFeatures:
         """The real flag array, but the process "dies" when frame 3's flag is due."""
@@ -279,7 +282,7 @@ def test_half_written_frame_reads_as_missing_and_is_recomputed(tmp_path):
                 raise KeyboardInterrupt("killed between features and flag")
             orig[k] = v
 
-    store._complete = CrashAfterFeatures()
+    store._checksum = CrashAfterFeatures()
     with pytest.raises(KeyboardInterrupt):
         store.precompute()
     g = zarr.open_group(tmp_path / "s", mode="r")
@@ -314,7 +317,7 @@ def _spawn(tmp_path, name, body):
 
 def _n_complete(path) -> int:
     try:
-        return int(zarr.open_array(path / "complete", mode="r")[:].sum())
+        return int(np.count_nonzero(zarr.open_array(path / "checksum", mode="r")[:]))
     except (FileNotFoundError, zarr.errors.NodeNotFoundError, KeyError):
         return 0
 

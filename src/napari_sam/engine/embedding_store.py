@@ -1,130 +1,62 @@
-"""Per-frame image-encoder features of a stack, kept in a zarr group: resumable, shareable.
+"""Per-frame image-encoder features of a stack, kept in a zarr group: resumable, shareable, checked.
 
 Layout of the group (zarr v3; on disk a directory store, or in memory)::
 
     attrs["napari_sam_embeddings"] = {format_version, data, model, preprocess}
-    complete            (T,) uint8, chunk (1,)        1 once frame t is fully written
+    checksum            (T,) uint64, chunk (1,)       0 until frame t is fully written, then
+                                                      its checksum (``store_integrity``)
     features/<level>    (T, *shape) float32, chunk (1, *shape)   one array per encoder output
 
-A frame's feature chunks are written first and its ``complete`` chunk LAST; zarr's directory
+(chunk keys are flat, ``c.<t>.0.0``, so one listing of an array tells which frames it holds).
+
+A frame's feature chunks are written first and its ``checksum`` chunk LAST; zarr's directory
 store writes each chunk to a temporary file and renames it into place, so a reader (thread or
 process) never sees a torn chunk, and a frame left half-written by a killed process reads as
 missing and is recomputed. Two processes filling the same store at once at worst compute a
 frame twice (identical bytes). Features are stored as float32, bit-exact for fp32, fp16 and
 bf16 models, and returned in the model's own dtype.
 
+Damage is not returned as features: a frame whose chunk is gone reads as missing (``missing()``,
+``has()``); a frame whose features fail their checksum or cannot be decoded is encoded again on
+``get()``, with a :class:`CorruptFrameWarning` naming the store; ``verify()`` checks every frame.
+Unreadable metadata (a ``zarr.json``) raises :class:`StoreDamagedError` (a ``ValueError``)
+naming the store, and changes nothing.
+
 Opening a store made for other data, another model (name, family, config, weights) or other
 preprocessing (kind, image size, contrast limits) raises ``ValueError`` naming what differs.
+A store of format 1 (no checksums, so its frames cannot be verified) is rebuilt in place: its
+features are dropped, with a warning, and encoded again as they are needed.
 """
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
 import json
-import math
 import os
+import warnings
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
 import torch
 import zarr
-import zarr.errors
-from zarr.abc.store import Store
 
+from . import store_integrity as integrity
 from .frames import as_frame_stack, data_signature
 from .preprocess import estimate_contrast_limits, preprocess_for, to_uint8_rgb
+from .store_integrity import CorruptFrameWarning, StoreDamagedError  # noqa: F401 (public)
+from .store_record import (  # noqa: F401 (weights_hash: public here)
+    ATTRS_KEY,
+    FORMAT_VERSION,
+    differences,
+    model_identity,
+    model_param,
+    weights_hash,
+)
 
-FORMAT_VERSION = 1
-ATTRS_KEY = "napari_sam_embeddings"
 #: How each family's frames are turned into encoder input (see ``preprocess.preprocess_for``).
 PREPROCESS_KIND = {"sam1": "sam1-image-predictor", "sam2": "sam2-video-loader"}
-_WEIGHT_SAMPLES = 1024  # values read from every weight tensor for the weights hash
 
 _DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
-
-
-def _jsonable(obj):
-    """``obj`` as plain JSON values (dataclasses and mappings recursed; tuples -> lists)."""
-    if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
-        obj = {f.name: getattr(obj, f.name) for f in dataclasses.fields(obj)}
-    if isinstance(obj, dict):
-        return {str(k): _jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [_jsonable(v) for v in obj]
-    if isinstance(obj, (bool, int, float, str)) or obj is None:
-        return obj
-    if isinstance(obj, np.generic):
-        return obj.item()
-    text = repr(obj)
-    return type(obj).__qualname__ if " at 0x" in text else text  # no addresses: they change
-
-
-def weights_hash(model: torch.nn.Module) -> str:
-    """BLAKE2b-128 over every state_dict entry's name, shape, dtype and up to 1024 values taken
-    at an even stride from the flattened tensor. Tells one checkpoint from another cheaply."""
-    h = hashlib.blake2b(digest_size=16)
-    for name, t in model.state_dict().items():
-        flat = t.detach().reshape(-1)
-        step = max(1, flat.numel() // _WEIGHT_SAMPLES)
-        sample = flat[::step][:_WEIGHT_SAMPLES].to("cpu")
-        if sample.is_floating_point() or sample.is_complex():
-            sample = sample.to(torch.float64 if sample.dtype == torch.float64 else torch.float32)
-        h.update(repr((name, tuple(t.shape), str(t.dtype))).encode())
-        h.update(sample.contiguous().numpy().tobytes())
-    return h.hexdigest()
-
-
-def _model_param(model) -> torch.Tensor | None:
-    for p in list(model.parameters()) + list(model.buffers()):
-        if p.is_floating_point():
-            return p
-    return None
-
-
-def model_identity(model) -> dict:
-    """What a store records about the model that made it."""
-    p = _model_param(model)
-    return {
-        "name": getattr(model, "name", None),
-        "family": model.family,
-        "image_size": int(model.image_size),
-        "config": _jsonable(getattr(model, "config", None)),
-        "dtype": str(p.dtype) if p is not None else None,
-        "weights_hash": weights_hash(model),
-    }
-
-
-def _fmt(v) -> str:
-    return str(tuple(v)) if isinstance(v, list) else repr(v)
-
-
-def _differences(stored: dict, wanted: dict, limits_given: bool) -> list[str]:
-    """Human-readable list of what differs between a store's record and what is asked for."""
-    if stored.get("format_version") != wanted["format_version"]:
-        return [f"format version {stored.get('format_version')} (this napari-sam writes {FORMAT_VERSION})"]
-    out = []
-    checks = [
-        ("data", ["shape", "dtype", "version", "sample_hash"], "data"),
-        ("model", ["name", "family", "image_size", "config", "dtype", "weights_hash"], "model"),
-        ("preprocess", ["kind", "image_size"], "preprocessing"),
-    ]
-    if limits_given:
-        checks.append(("preprocess", ["contrast_limits"], "contrast limits"))
-    for section, keys, label in checks:
-        for key in keys:
-            a, b = stored.get(section, {}).get(key), wanted[section][key]
-            if key == "contrast_limits":
-                same = a is not None and all(math.isclose(x, y, rel_tol=1e-9, abs_tol=1e-12) for x, y in zip(a, b))
-            else:
-                same = a == b
-            if not same:
-                what = label if key == "contrast_limits" else f"{label} {key.replace('_', ' ')}"
-                if key == "sample_hash":
-                    what = "data content (sampled pixels differ)"
-                out.append(f"{what}: store has {_fmt(a)}, asked for {_fmt(b)}")
-    return out
 
 
 class EmbeddingStore:
@@ -141,96 +73,102 @@ class EmbeddingStore:
         self.model = model
         self.frames = as_frame_stack(frames)
         self.path = Path(path) if isinstance(path, (str, os.PathLike)) else None
+        self._where = repr(str(self.path)) if self.path else ("memory" if path is None else str(path))
         self.signature = data_signature(self.frames)
         self._model_info = model_identity(model)
         family = self._model_info["family"]
         if family not in PREPROCESS_KIND:
             raise ValueError(f"unknown model family {family!r}")
-        group, stored = self._open_group(path)
-        if contrast_limits is not None:
-            limits = [float(v) for v in contrast_limits]
-            if len(limits) != 2:
-                raise ValueError(f"contrast_limits must be (low, high), got {contrast_limits!r}")
-        elif stored is not None and stored.get("preprocess", {}).get("contrast_limits"):
-            limits = [float(v) for v in stored["preprocess"]["contrast_limits"]]
-        else:
-            limits = [float(v) for v in estimate_contrast_limits(self.frames)]
-        self._meta = {
-            "format_version": FORMAT_VERSION,
-            "data": self.signature,
-            "model": self._model_info,
-            "preprocess": {
-                "kind": PREPROCESS_KIND[family],
-                "image_size": self._model_info["image_size"],
-                "contrast_limits": limits,
-            },
-        }
-        self._meta = json.loads(json.dumps(self._meta))  # the exact form the attributes hold
-        if stored is None:
-            self._claim(group)
-        else:
-            diffs = _differences(stored, self._meta, contrast_limits is not None)
-            if diffs:
-                where = f"at {str(self.path)!r}" if self.path else "given"
-                raise ValueError(
-                    f"the embedding store {where} was made for something else — "
-                    + "; ".join(diffs)
-                    + ". Use another path, or delete that store to recompute."
-                )
+        store, group, stored = integrity.open_store_group(path, self._where)
+        self._meta = self._record(contrast_limits, stored)
+        if group is None:  # a new store, unless another process makes it first
+            group, stored = integrity.create_store_group(store, self._meta, path, self._where)
+            if stored is not None and contrast_limits is None:
+                self._meta = self._record(None, stored)
+        if stored is not None:
+            self._check_record(group, stored, contrast_limits is not None)
         self._group = group
-        self._complete = self._open_complete(group)
-        self._arrays = self._open_feature_arrays(group)
+        self._checksum = integrity.open_or_create(
+            group, integrity.CHECKSUM_ARRAY, self._where, zarr.Array, shape=(len(self),), chunks=(1,),
+            dtype="uint64", fill_value=0, compressors=None, chunk_key_encoding=integrity.FLAT_KEYS,
+        )
+        if self._checksum.shape != (len(self),) or self._checksum.dtype != np.uint64:
+            raise integrity.damaged(
+                self._where, f"its checksum array is {self._checksum.dtype} of shape {self._checksum.shape}, "
+                f"expected uint64 of shape ({len(self)},)"
+            )
+        self._arrays = self._open_feature_arrays()
         self._levels_final = False  # True once the arrays are known to be all there
 
     # ---- opening -------------------------------------------------------------------------
 
-    def _open_group(self, path):
-        """(group, stored record or None). Refuses folders that hold something else."""
-        if path is None:
-            return zarr.open_group(zarr.storage.MemoryStore(), mode="a"), None
-        if isinstance(path, Store):
-            store = path
-        elif isinstance(path, (str, os.PathLike)):
-            p = Path(path)
-            if p.exists() and not p.is_dir():
-                raise ValueError(f"embedding store path {str(p)!r} is a file, not a folder")
-            if p.is_dir() and not (p / "zarr.json").exists() and any(p.iterdir()):
-                raise ValueError(f"{str(p)!r} is a non-empty folder that is not a zarr store")
-            store = zarr.storage.LocalStore(p)
+    def _record(self, contrast_limits, stored: dict | None) -> dict:
+        """What this store records (as JSON holds it); the contrast limits: those given, else
+        those ``stored``, else one estimate for the whole stack."""
+        if contrast_limits is not None:
+            limits = [float(v) for v in contrast_limits]
+            if len(limits) != 2:
+                raise ValueError(f"contrast_limits must be (low, high), got {contrast_limits!r}")
+        elif stored is not None and stored["preprocess"].get("contrast_limits"):
+            limits = [float(v) for v in stored["preprocess"]["contrast_limits"]]
         else:
-            raise TypeError(f"path must be None, a folder path or a zarr Store, got {type(path).__name__}")
-        try:
-            group = zarr.open_group(store, mode="a")
-        except (zarr.errors.ContainsArrayError, zarr.errors.NodeTypeValidationError) as e:
-            raise ValueError(f"{str(path)!r} holds a zarr array, not an embedding store") from e
-        stored = group.attrs.get(ATTRS_KEY)
-        if stored is None and any(True for _ in group.keys()):
-            raise ValueError(f"{str(path)!r} is a zarr group that is not an embedding store")
-        return group, stored
+            limits = [float(v) for v in estimate_contrast_limits(self.frames)]
+        family = self._model_info["family"]
+        record = {
+            "format_version": FORMAT_VERSION,
+            "data": self.signature,
+            "model": self._model_info,
+            "preprocess": {"kind": PREPROCESS_KIND[family], "image_size": self._model_info["image_size"],
+                           "contrast_limits": limits},
+        }
+        return json.loads(json.dumps(record))
 
-    def _claim(self, group) -> None:
-        group.attrs[ATTRS_KEY] = self._meta
-
-    def _open_complete(self, group):
-        try:
-            return group.create_array(
-                "complete", shape=(len(self),), chunks=(1,), dtype="uint8", fill_value=0, compressors=None
+    def _check_record(self, group, stored: dict, limits_given: bool) -> None:
+        """Refuse a store made for something else; rebuild one of format 1 (no checksums)."""
+        version = stored.get("format_version")
+        if version not in (1, FORMAT_VERSION):
+            diffs = [f"format version {version} (this napari-sam writes {FORMAT_VERSION})"]
+        else:
+            diffs = differences(stored, self._meta, limits_given)
+        if diffs:
+            raise ValueError(
+                f"the embedding store at {self._where} was made for something else — "
+                + "; ".join(diffs)
+                + ". Use another path, or delete that store to recompute."
             )
-        except zarr.errors.ContainsArrayError:
-            arr = group["complete"]
-            if arr.shape != (len(self),):
-                raise ValueError(f"store's 'complete' array has shape {arr.shape}, expected ({len(self)},)")
-            return arr
+        if version == 1:
+            self._rebuild_format_1(group)
 
-    def _open_feature_arrays(self, group) -> dict:
-        if "features" not in group:
+    def _rebuild_format_1(self, group) -> None:
+        """A format-1 store has no checksums: nothing it holds can be verified. Record the new
+        format first (so other processes open it as such), then drop the old arrays."""
+        group.attrs[ATTRS_KEY] = self._meta
+        old = integrity.open_node(group, "complete", self._where, zarr.Array)
+        done = int(np.count_nonzero(integrity.read_flags(old))) if old is not None else 0
+        for name in ("complete", "features"):
+            try:
+                del group[name]
+            except KeyError:
+                pass
+        warnings.warn(
+            f"the embedding store at {self._where} was written by an earlier napari-sam without "
+            f"checksums, so its {done} stored frame(s) cannot be verified; they are dropped and "
+            "re-encoded as they are needed (or by precompute())",
+            UserWarning,
+            stacklevel=4,
+        )
+
+    def _open_feature_arrays(self) -> dict:
+        fgroup = integrity.open_node(self._group, "features", self._where, zarr.Group)
+        if fgroup is None:
             return {}
-        return {name: arr for name, arr in group["features"].arrays()}
+        arrays = {n: integrity.open_node(fgroup, n, self._where, zarr.Array) for n in integrity.member_names(fgroup)}
+        return {n: a for n, a in sorted(arrays.items()) if a is not None}  # None: deleted meanwhile
 
     def _readable_arrays(self) -> dict:
         """The feature arrays, re-listed once after some frame is complete (then all exist)."""
         if not self._levels_final:
-            self._arrays = self._open_feature_arrays(self._group)
+            self._arrays = self._open_feature_arrays()
             self._levels_final = True
         return self._arrays
 
@@ -240,28 +178,23 @@ class EmbeddingStore:
         if self._levels_final and set(self._arrays) == set(feats):
             arrays = self._arrays
         else:
-            try:
-                fgroup = self._group.create_group("features")
-            except zarr.errors.ContainsGroupError:
-                fgroup = self._group["features"]
+            fgroup = integrity.open_or_create(self._group, "features", self._where, zarr.Group)
             arrays = {}
             for name, value in feats.items():
                 if "/" in name or not name:
                     raise ValueError(f"feature name {name!r} cannot be a zarr array name")
-                try:
-                    arrays[name] = fgroup.create_array(
-                        name,
-                        shape=(len(self), *value.shape),
-                        chunks=(1, *value.shape),
-                        dtype="float32",
-                        fill_value=0.0,
-                        compressors=None,
-                        attributes={"torch_dtype": dtypes[name]},
-                        config={"write_empty_chunks": True},
-                    )
-                except zarr.errors.ContainsArrayError:
-                    arrays[name] = fgroup[name]
-            extra = sorted({name for name, _ in fgroup.arrays()} - set(feats))
+                arrays[name] = integrity.open_or_create(
+                    fgroup, name, self._where, zarr.Array,
+                    shape=(len(self), *value.shape),
+                    chunks=(1, *value.shape),
+                    dtype="float32",
+                    fill_value=0.0,
+                    compressors=None,
+                    chunk_key_encoding=integrity.FLAT_KEYS,
+                    attributes={"torch_dtype": dtypes[name]},
+                    config={"write_empty_chunks": True},
+                )
+            extra = sorted(integrity.member_names(fgroup) - set(feats))
             if extra:
                 raise ValueError(f"the store holds feature levels {extra} this model does not make")
         for name, value in feats.items():
@@ -299,22 +232,31 @@ class EmbeddingStore:
     @property
     def levels(self) -> dict[str, tuple[int, ...]]:
         """Feature name -> per-frame shape (without batch); empty until a frame is stored."""
-        if not self._levels_final and self._complete[:].any():
+        if not self._levels_final and integrity.read_flags(self._checksum).any():
             self._readable_arrays()
         return {k: tuple(a.shape[1:]) for k, a in self._arrays.items()}
 
     @property
     def device(self) -> torch.device:
-        p = _model_param(self.model)
+        p = model_param(self.model)
         return p.device if p is not None else torch.device("cpu")
 
     def has(self, t: int) -> bool:
-        """Whether frame ``t``'s features are completely stored (read fresh from the store)."""
-        return bool(self._complete[self.frames._index(t)])
+        """Whether frame ``t`` is completely stored: its checksum and all its chunks are there
+        (read fresh from the store; the features themselves are checked by :meth:`get`)."""
+        t = self.frames._index(t)
+        return integrity.read_flag(self._checksum, t) != 0 and self._chunks_present(t)
 
     def missing(self) -> list[int]:
-        """Indices of the frames not yet completely stored, ascending."""
-        return [int(i) for i in np.flatnonzero(self._complete[:] == 0)]
+        """Indices of the frames not completely stored (no checksum, or a chunk gone), ascending."""
+        done = integrity.read_flags(self._checksum) != 0
+        if done.any():
+            arrays = self._readable_arrays()
+            if not arrays:
+                done[:] = False
+            for arr in arrays.values():
+                done &= integrity.frames_present(arr)
+        return [int(i) for i in np.flatnonzero(~done)]
 
     def is_complete(self) -> bool:
         return not self.missing()
@@ -322,18 +264,32 @@ class EmbeddingStore:
     def get(self, t: int) -> dict[str, torch.Tensor]:
         """Frame ``t``'s features, batch 1, on the model's device and in its dtype.
 
-        Read from the store when complete there; otherwise encoded now, stored, returned.
+        Read from the store when complete there and sound (they match their checksum);
+        otherwise encoded now, stored, returned. A damaged frame is reported with a
+        :class:`CorruptFrameWarning` naming the store and the frame.
         """
         t = self.frames._index(t)
-        if self.has(t):
-            feats = {k: a[t] for k, a in self._readable_arrays().items()}
-        else:
+        feats = self._read_checked(t)
+        if feats is None:
             feats = self._encode_and_store(t)
-        out = {}
+        out, device = {}, self.device
         for k, v in feats.items():
             dtype = _DTYPES.get(self._arrays[k].attrs.get("torch_dtype"), torch.float32)
-            out[k] = torch.from_numpy(np.ascontiguousarray(v))[None].to(device=self.device, dtype=dtype)
+            out[k] = torch.from_numpy(np.ascontiguousarray(v))[None].to(device=device, dtype=dtype)
         return out
+
+    def verify(self) -> list[int]:
+        """Read every stored frame and check it against its checksum (this reads the whole
+        store). The damaged frames are marked missing, so :meth:`missing` lists them and
+        :meth:`precompute` encodes them again; returns them, ascending."""
+        bad = []
+        done = set(range(len(self))) - set(self.missing())
+        for t in sorted(done):
+            _, problem = self._check(t)
+            if problem is not None:
+                self._checksum[t] = 0
+                bad.append(t)
+        return bad
 
     def precompute_iter(self) -> Iterator[tuple[int, int]]:
         """Encode every missing frame, yielding ``(done, total)`` first once, then after each frame.
@@ -359,6 +315,38 @@ class EmbeddingStore:
 
     # ---- work ----------------------------------------------------------------------------
 
+    def _chunks_present(self, t: int) -> bool:
+        arrays = self._readable_arrays()
+        return bool(arrays) and all(integrity.chunk_present(a, t) for a in arrays.values())
+
+    def _check(self, t: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
+        """(features, None) when frame ``t`` is stored and sound; (None, None) when it is not
+        stored (no checksum, or a chunk gone); (None, what is wrong) when it is damaged."""
+        want = integrity.read_flag(self._checksum, t)
+        if want == 0:
+            return None, None
+        arrays = self._readable_arrays()
+        try:
+            feats = {k: a[t] for k, a in arrays.items()}
+        except integrity.DECODE_ERRORS as e:
+            return None, f"a chunk of its features cannot be read ({type(e).__name__}: {e})"
+        if integrity.frame_checksum(t, feats) == want:
+            return feats, None
+        if not self._chunks_present(t):
+            return None, None  # a deleted chunk reads as zeros: the frame is missing
+        return None, integrity.mismatch(feats)
+
+    def _read_checked(self, t: int) -> dict[str, np.ndarray] | None:
+        feats, problem = self._check(t)
+        if problem is not None:
+            warnings.warn(
+                CorruptFrameWarning(
+                    f"the embedding store at {self._where}: frame {t} is damaged — {problem}; encoding it again"
+                ),
+                stacklevel=3,
+            )
+        return feats
+
     def _steps(self):
         total = len(self)
         todo = self.missing()
@@ -374,7 +362,7 @@ class EmbeddingStore:
     def _encode_and_store(self, t: int) -> dict[str, np.ndarray]:
         rgb = to_uint8_rgb(self.frames[t], self.contrast_limits)
         x = preprocess_for(self.model, rgb)
-        p = _model_param(self.model)
+        p = model_param(self.model)
         if p is not None:
             x = x.to(device=p.device, dtype=p.dtype)
         with torch.inference_mode():
@@ -390,10 +378,9 @@ class EmbeddingStore:
         self._ensure_feature_arrays(feats, dtypes)
         for k, v in feats.items():
             self._arrays[k][t] = v
-        self._complete[t] = 1  # last: the frame now reads as valid
+        self._checksum[t] = integrity.frame_checksum(t, feats)  # last: the frame now reads as valid
         return feats
 
     def __repr__(self) -> str:
-        where = str(self.path) if self.path else "memory"
         done = len(self) - len(self.missing())
-        return f"EmbeddingStore({where}, {self.model_name or self._model_info['family']}, {done}/{len(self)} frames)"
+        return f"EmbeddingStore({self._where}, {self.model_name or self._model_info['family']}, {done}/{len(self)} frames)"
