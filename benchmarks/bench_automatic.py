@@ -22,6 +22,8 @@ sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
 from common import interleaved, machine
 
+from napari_sam.engine.malloc_tuning import tune_malloc
+
 
 def build(size: int):
     from conftest import perturb_
@@ -49,6 +51,7 @@ def main(argv=None) -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024)
     args = ap.parse_args(argv)
+    tune_malloc()  # opt in to the allocator settings the CLI / widget use (engine/malloc_tuning.py)
     image, official, mine = build(args.size)
     counts = {}
 

@@ -34,6 +34,7 @@ sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "engine")]
 from conftest import perturb_  # noqa: E402
 from video_reference import moving_blobs, official_predictor, write_frames  # noqa: E402
 
+from napari_sam.engine.malloc_tuning import tune_malloc  # noqa: E402
 from napari_sam.engine.preprocess import preprocess_sam2_video, to_uint8_rgb  # noqa: E402
 from napari_sam.engine.video_session import VideoSession  # noqa: E402
 from napari_sam.models.sam2 import SAM2_CONFIGS, reduced_config  # noqa: E402
@@ -134,6 +135,7 @@ def main() -> None:
     ap.add_argument("--cache-mb", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
     args = ap.parse_args()
+    tune_malloc()  # opt in to the allocator settings the CLI / widget use (engine/malloc_tuning.py)
     if args.threads:
         torch.set_num_threads(args.threads)
     cfg = reduced_config("2.1") if args.config == "reduced" else SAM2_CONFIGS[args.config]

@@ -63,8 +63,54 @@ def test_cache_dir_follows_env(tmp_path, monkeypatch):
     info = registry.model_info("sam_vit_b")
     assert info.path == tmp_path / "c" / "sam_vit_b_01ec64.pth"
     info.path.parent.mkdir()
-    info.path.write_bytes(b"x")
+    _file_of_size(info.path, info.size)
     assert info.cached
+
+
+def _file_of_size(path, size: int) -> None:
+    """A (sparse) file of ``size`` bytes: as large as the official file, without writing it."""
+    with open(path, "wb") as f:
+        f.truncate(size)
+
+
+#: Bytes a torch.save zip file spends per tensor besides its data (record header, pickle
+#: entry, alignment): the three files whose exact size is published agree to 0.005 %.
+ZIP_BYTES_PER_TENSOR = 320
+
+
+def _estimated_file_size(info) -> int:
+    with torch.device("meta"):
+        sd = registry.build_model(info).state_dict()
+    return sum(t.numel() * t.element_size() + ZIP_BYTES_PER_TENSOR for t in sd.values())
+
+
+def test_every_official_file_has_a_size():
+    """Exact where published; else the architecture's tensor bytes + zip overhead ("about")."""
+    official = [m for m in ns.list_models() if not m.bundled]
+    exact = {m.name: m.size for m in official if m.size_exact}
+    assert exact == {"sam_vit_b": 375_042_383, "sam_vit_h": 2_564_550_879, "sam2.1_hiera_tiny": 156_008_466}
+    for m in official:
+        est = _estimated_file_size(m)
+        assert m.size is not None and abs(m.size - est) / m.size < 1e-4, (m.name, m.size, est)
+        mib = f"{m.size / 2**20:,.0f} MiB"
+        assert m.size_text == (mib if m.size_exact else f"about {mib}")
+    assert registry.model_info("sam2.1_hiera_large").size_text == "about 856 MiB"
+    assert "size unknown" not in {m.size_text for m in ns.list_models()}
+
+
+@pytest.mark.parametrize("name", ["sam_vit_b", "sam2_hiera_small"])
+def test_a_file_of_another_size_is_not_taken_for_the_cached_model(name):
+    """A truncated or foreign file at the cache path is not "cached" (nor the default); a file
+    of the official size is, its SHA-256 checked when it loads."""
+    info = registry.model_info(name)
+    info.path.parent.mkdir(parents=True, exist_ok=True)
+    assert info.cache_state == "missing" and not info.cached
+    info.path.write_bytes(b"half a download")
+    assert info.cache_state == "other size" and not info.cached
+    assert registry.default_model() == "embedded"
+    _file_of_size(info.path, info.size)
+    assert info.cache_state == "cached" and info.cached
+    assert registry.default_model() == name
 
 
 def test_unknown_model_name():

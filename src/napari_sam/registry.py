@@ -3,6 +3,18 @@
 ``list_models()`` says what exists and what is already cached; ``load_model()`` builds the
 architecture, finds or downloads the weights (see :mod:`napari_sam.checkpoints`) and loads
 them with ``strict=True``.
+
+Sizes: exact where the file's size is published (``sam_vit_b``, ``sam_vit_h``,
+``sam2.1_hiera_tiny``); for the others an estimate from the official key shapes — the
+tensors' bytes plus ~320 bytes per tensor of zip-file overhead, which gives the three known
+files to within 0.005 % — marked ``size_exact=False`` and shown as "about N MiB".
+``sam_vit_l``'s 1,249,524,607 bytes fit that estimate to 0.0002 % but are published nowhere
+we can cite, so it counts as approximate too.
+
+"Cached" is a cheap check, made without reading the file: a file at the cache path with the
+expected size (exactly, or within :data:`APPROX_SIZE_TOLERANCE` of an estimate). A truncated
+or foreign file is therefore not offered as cached (``cache_state == "other size"``); a file
+of the right size is still SHA-256 checked when it loads.
 """
 
 from __future__ import annotations
@@ -16,9 +28,14 @@ SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
 SAM21_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 
 
+#: How far a cached file's size may be from an estimated (``size_exact=False``) size, relative.
+APPROX_SIZE_TOLERANCE = 0.005
+
+
 @dataclass(frozen=True)
 class ModelInfo:
-    """One registry entry. ``size`` is in bytes (None where not published)."""
+    """One registry entry. ``size`` is in bytes (None where unknown); ``size_exact`` False
+    where it is an estimate (see the module docstring)."""
 
     name: str
     family: str  # "sam1" | "sam2"
@@ -29,6 +46,7 @@ class ModelInfo:
     sha256: str
     size: int | None = None
     bundled: bool = False  # ships inside the package (the embedded model): never downloaded
+    size_exact: bool = True
 
     @property
     def path(self) -> Path:
@@ -40,37 +58,61 @@ class ModelInfo:
         return cache_dir() / self.filename
 
     @property
+    def cache_state(self) -> str:
+        """``"missing"``, ``"cached"`` (a file of the expected size: see the module
+        docstring) or ``"other size"`` (a file is there, but not one of this size)."""
+        path = self.path
+        if not path.is_file():
+            return "missing"
+        return "cached" if self.size_matches(path.stat().st_size) else "other size"
+
+    @property
     def cached(self) -> bool:
-        return self.path.is_file()
+        """A file of the expected size is at :attr:`path` (its SHA-256 is checked on load)."""
+        return self.cache_state == "cached"
+
+    def size_matches(self, nbytes: int) -> bool:
+        """Whether a file of ``nbytes`` bytes can be this model's file."""
+        if self.size is None:
+            return True
+        if self.size_exact:
+            return nbytes == self.size
+        return abs(nbytes - self.size) <= APPROX_SIZE_TOLERANCE * self.size
 
     @property
     def size_text(self) -> str:
-        return "size unknown" if self.size is None else f"{self.size / 2**20:,.0f} MiB"
+        if self.size is None:
+            return "size unknown"
+        mib = f"{self.size / 2**20:,.0f} MiB"
+        return mib if self.size_exact else f"about {mib}"
 
 
-def _sam1(variant: str, file: str, sha: str, size: int | None) -> ModelInfo:
-    return ModelInfo(f"sam_{variant}", "sam1", "1", variant, file, SAM1_BASE + file, sha, size)
+def _sam1(variant: str, file: str, sha: str, size: int, exact: bool = True) -> ModelInfo:
+    return ModelInfo(f"sam_{variant}", "sam1", "1", variant, file, SAM1_BASE + file, sha, size, size_exact=exact)
 
 
-def _sam2(version: str, variant: str, sha: str, size: int | None = None) -> ModelInfo:
+def _sam2(version: str, variant: str, sha: str, size: int, exact: bool = False) -> ModelInfo:
     prefix = "sam2" if version == "2.0" else "sam2.1"
     file = f"{prefix}_hiera_{variant}.pt"
     base = SAM2_BASE if version == "2.0" else SAM21_BASE
-    return ModelInfo(f"{prefix}_hiera_{variant}", "sam2", version, variant, file, base + file, sha, size)
+    return ModelInfo(f"{prefix}_hiera_{variant}", "sam2", version, variant, file, base + file, sha, size,
+                     size_exact=exact)
 
 
+# sizes in bytes; exact=False: estimated from the official key shapes (module docstring)
 _MODELS: tuple[ModelInfo, ...] = (
     _sam1("vit_b", "sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383),
-    _sam1("vit_l", "sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622", 1_249_524_607),
+    _sam1("vit_l", "sam_vit_l_0b3195.pth", "3adcc4315b642a4d2101128f611684e8734c41232a17c648ed1693702a49a622",
+          1_249_524_607, exact=False),
     _sam1("vit_h", "sam_vit_h_4b8939.pth", "a7bf3b02f3ebf1267aba913ff637d9a2d5c33d3173bb679e46d9f338c26f262e", 2_564_550_879),
-    _sam2("2.0", "tiny", "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125"),
-    _sam2("2.0", "small", "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3"),
-    _sam2("2.0", "base_plus", "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071"),
-    _sam2("2.0", "large", "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b"),
-    _sam2("2.1", "tiny", "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 156_008_466),
-    _sam2("2.1", "small", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38"),
-    _sam2("2.1", "base_plus", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5"),
-    _sam2("2.1", "large", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318"),
+    _sam2("2.0", "tiny", "65b50056e05bcb13694174f51bb6da89c894b57b75ccdf0ba6352c597c5d1125", 155_934_728),
+    _sam2("2.0", "small", "95949964d4e548409021d47b22712d5f1abf2564cc0c3c765ba599a24ac7dce3", 184_341_512),
+    _sam2("2.0", "base_plus", "d0bb7f236400a49669ffdd1be617959a8b1d1065081789d7bbff88eded3a8071", 323_531_528),
+    _sam2("2.0", "large", "7442e4e9b732a508f80e141e7c2913437a3610ee0c77381a66658c3a445df87b", 898_009_544),
+    _sam2("2.1", "tiny", "7402e0d864fa82708a20fbd15bc84245c2f26dff0eb43a4b5b93452deb34be69", 156_008_466, exact=True),
+    _sam2("2.1", "small", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38", 184_408_520),
+    _sam2("2.1", "base_plus", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5", 323_598_536),
+    _sam2("2.1", "large", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 898_076_552),
 )
 
 
@@ -112,8 +154,8 @@ PREFERENCE = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus
 
 
 def default_model() -> str:
-    """The model to offer first: the preferred cached official model, else ``"embedded"``
-    (bundled: works offline, out of the box)."""
+    """The model to offer first: the preferred cached official model (a file of its size in
+    the cache), else ``"embedded"`` (bundled: works offline, out of the box)."""
     cached = {m.name for m in _MODELS if m.cached}
     return next((n for n in PREFERENCE if n in cached), "embedded")
 

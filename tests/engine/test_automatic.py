@@ -204,3 +204,14 @@ def test_generate_labels_progress_features_and_cancel(small_sam2):
 
     with pytest.raises(KeyboardInterrupt):
         seg.generate(image, progress=stop)
+
+
+def test_a_segmenter_leaves_the_process_allocator_alone(small_sam2, monkeypatch):
+    """Allocator tuning changes the whole napari process: only an explicit call may do it."""
+    from napari_sam.engine import malloc_tuning
+    from napari_sam.engine.automatic import AutomaticSegmenter
+
+    monkeypatch.setattr(malloc_tuning, "_applied", None)  # not tried yet in this process
+    seg = AutomaticSegmenter(small_sam2, points_per_side=2, points_per_batch=4)
+    seg.generate(np.zeros((32, 32), np.uint8))
+    assert malloc_tuning._applied is None

@@ -315,3 +315,16 @@ def test_batching_objects_does_not_change_results(model, frames):
         assert max_rel_err(b, a) < 1e-5
     with pytest.raises(ValueError, match="max_batch"):
         _session(model, frames, max_batch=0)
+
+
+def test_a_session_leaves_the_process_allocator_alone(model, frames, monkeypatch):
+    """Allocator tuning changes the whole napari process: only an explicit call may do it."""
+    from napari_sam.engine import malloc_tuning
+
+    monkeypatch.setattr(malloc_tuning, "_applied", None)  # not tried yet in this process
+    s = _session(model, frames)
+    s.add_prompts(0, 1, points=[[20, 20]], labels=[1])
+    s.close()
+    assert malloc_tuning._applied is None
+    monkeypatch.setenv("NAPARI_SAM_MALLOC_TUNING", "0")
+    assert malloc_tuning.tune_malloc() is False and malloc_tuning._applied is False

@@ -1,6 +1,6 @@
 """The decoder's image cache (prompt-independent work kept per image): the same outputs as
 without it, filled once and reused, never used with a mask prompt or under autograd, and
-emptied for other features."""
+replaced for other features — recognised by identity, not by memory address."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import pytest
 import torch
 
 import napari_sam as ns
+from napari_sam.models.decoder import DecoderCache
+from napari_sam.models.decoder.image_cache import LEGACY_KEY
 from napari_sam.models.sam1 import Sam1Config, build_sam1
 from napari_sam.models.sam2 import build_sam2, reduced_config
 
@@ -39,9 +41,13 @@ PROMPTS = [
 ]
 
 
+def _decoder(model):
+    return getattr(model, "mask_decoder", None) or model.sam_mask_decoder
+
+
 def test_cached_equals_uncached_and_fills_once(model_and_feats):
     model, feats = model_and_feats
-    cache: dict = {}
+    cache = DecoderCache()
     with torch.inference_mode():
         for i, kw in enumerate(PROMPTS):
             for multimask in (True, False):
@@ -50,36 +56,64 @@ def test_cached_equals_uncached_and_fills_once(model_and_feats):
                 for a, b in zip(ref, got):
                     torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
             if i == 0:
-                first = {k: v for k, v in cache.items() if torch.is_tensor(v)}
-                assert {"keys", "key_pe", "k"} <= set(first)
+                work = cache.work_for(feats, _decoder(model))
+                first = (work.keys, work.key_pe, work.first_block.k)
+                assert cache.filled and all(torch.is_tensor(t) for t in first)
+                assert (work.skips is not None) == (model.family == "sam2")
     # filled on the first call, reused (not recomputed) afterwards
-    for k, v in first.items():
-        assert cache[k] is v
+    with torch.inference_mode():
+        work = cache.work_for(feats, _decoder(model))
+    assert all(a is b for a, b in zip((work.keys, work.key_pe, work.first_block.k), first))
+
+
+def test_a_plain_dict_per_image_still_works(model_and_feats):
+    """Callers written before DecoderCache pass a dict per image: it holds one."""
+    model, feats = model_and_feats
+    cache: dict = {}
+    with torch.inference_mode():
+        ref = model.decode(feats, **PROMPTS[1])
+        got = model.decode(feats, image_cache=cache, **PROMPTS[1])
+        again = model.decode(feats, image_cache=cache, **PROMPTS[1])
+    assert isinstance(cache[LEGACY_KEY], DecoderCache) and cache[LEGACY_KEY].filled
+    for a, b, c in zip(ref, got, again):
+        torch.testing.assert_close(b, a, rtol=0, atol=1e-6)
+        torch.testing.assert_close(c, a, rtol=0, atol=1e-6)
+    with pytest.raises(TypeError, match="DecoderCache"):
+        model.decode(feats, image_cache=[], **PROMPTS[0])
 
 
 def test_not_used_with_a_mask_prompt_or_gradients(model_and_feats):
     model, feats = model_and_feats
     mask = torch.randn(1, 1, 64, 64)
-    cache: dict = {}
+    cache = DecoderCache()
     with torch.inference_mode():
         ref = model.decode(feats, mask_input=mask, **PROMPTS[0])
         got = model.decode(feats, mask_input=mask, image_cache=cache, **PROMPTS[0])
-    assert cache == {}
+    assert not cache.filled
     torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-6)
     feats_grad = {k: v.clone() for k, v in feats.items()}
     out = model.decode(feats_grad, image_cache=cache, **PROMPTS[0])
-    assert cache == {} and out[0].requires_grad
+    assert not cache.filled and out[0].requires_grad
 
 
-def test_other_features_empty_the_cache(model_and_feats):
+def test_other_features_or_another_model_replace_the_cache(model_and_feats):
     model, feats = model_and_feats
     other = {k: v + 1.0 for k, v in feats.items()}
-    cache: dict = {}
+    twin = _models()[model.family]  # the same architecture, other weights
+    with torch.no_grad():
+        for p in twin.parameters():
+            p.add_(0.01)
+    cache = DecoderCache()
     with torch.inference_mode():
         model.decode(feats, image_cache=cache, **PROMPTS[0])
         ref = model.decode(other, **PROMPTS[0])
         got = model.decode(other, image_cache=cache, **PROMPTS[0])
+        torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-6)
+        ref = twin.decode(other, **PROMPTS[0])
+        got = twin.decode(other, image_cache=cache, **PROMPTS[0])
     torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-6)
+    cache.clear()
+    assert not cache.filled
 
 
 def test_predictor_new_image_new_cache():
@@ -96,3 +130,26 @@ def test_predictor_new_image_new_cache():
     got = pred.predict(points=[[40, 50]], labels=[1])
     ref = fresh.predict(points=[[40, 50]], labels=[1])
     np.testing.assert_allclose(got.logits, ref.logits, rtol=0, atol=1e-6)
+
+
+def test_other_features_at_a_reused_address_empty_the_cache(model_and_feats):
+    """Features of another image that land in the same memory (a reused read buffer, a
+    freed tensor's storage handed out again) are not taken for the cached image's."""
+    model, feats = model_and_feats
+    other = {k: v + 1.0 for k, v in feats.items()}
+    buffers = {k: np.empty(tuple(v.shape), np.float32) for k, v in feats.items()}
+
+    def read_into_buffers(source):  # a new tensor on the same memory, as a frame reader may do
+        for k, v in source.items():
+            buffers[k][...] = v.numpy()
+        return {k: torch.from_numpy(b) for k, b in buffers.items()}
+
+    cache = DecoderCache()
+    with torch.inference_mode():
+        first = read_into_buffers(feats)
+        model.decode(first, image_cache=cache, **PROMPTS[0])
+        second = read_into_buffers(other)
+        assert second["image_embed"].data_ptr() == first["image_embed"].data_ptr()
+        ref = model.decode(other, **PROMPTS[0])
+        got = model.decode(second, image_cache=cache, **PROMPTS[0])
+    torch.testing.assert_close(got[0], ref[0], rtol=0, atol=1e-6)

@@ -13,7 +13,7 @@ import pytest
 import torch
 from conftest import mask_agreement, max_rel_err, perturb_
 
-from napari_sam.models.sam1 import MaskDecoder, PromptEncoder, TwoWayTransformer
+from napari_sam.models.decoder import MaskDecoder, PromptEncoder, TwoWayTransformer
 
 _decoder = pytest.importorskip("sam2.modeling.sam.mask_decoder")
 _prompt = pytest.importorskip("sam2.modeling.sam.prompt_encoder")

@@ -119,6 +119,51 @@ def test_choose_equals_the_inference_heads(tiny_model):
     m.eval()
 
 
+@pytest.mark.parametrize("change", [{"soft_no_obj_ptr": True}, {"use_multimask_token_for_obj_ptr": False}])
+def test_choose_follows_the_model_config(change):
+    """The training choice is the model's own: a soft pointer gate, or the pointer from token 0
+    even with multimask output, as ``forward_sam_heads`` does for that config."""
+    torch.manual_seed(0)
+    m = build_sam2(embedded_config().replace(image_size=SIZE, **change)).train()
+    torch.manual_seed(1)
+    h = SIZE // 16
+    pix = torch.randn(3, 128, h, h)
+    hr = [torch.randn(1, 16, 4 * h, 4 * h), torch.randn(1, 32, 2 * h, 2 * h)]
+    coords = torch.rand(3, 1, 2) * SIZE
+    labels = torch.ones(3, 1, dtype=torch.int64)
+    with torch.no_grad():
+        ref = m.forward_sam_heads(pix, hr, coords, labels, multimask=True)
+        dec = heads.decode_all(m, pix, hr, coords, labels)
+        low, ptr = heads.choose(m, dec, torch.full((3,), True))
+    torch.testing.assert_close(low, ref.low_res_masks, rtol=1e-5, atol=1e-4)
+    torch.testing.assert_close(ptr, ref.obj_ptr, rtol=1e-5, atol=1e-5)
+
+
+def test_video_step_picks_memories_with_the_official_stride():
+    """``memory_temporal_stride_for_eval`` = 2: the memories of the official selection (every
+    other frame beyond the previous one), not simply the last six frames."""
+    torch.manual_seed(0)
+    m = build_sam2(embedded_config().replace(image_size=SIZE, memory_temporal_stride_for_eval=2)).eval()
+    seen = []
+    real = m.condition_on_memory
+
+    def spy(embed, memories, pointers, num_frames, **kw):
+        seen.append(([tp for _, _, tp in memories], [d for _, d in pointers]))
+        return real(embed, memories, pointers, num_frames, **kw)
+
+    m.condition_on_memory = spy
+    seed = next(s for s in range(50) if data.clip_example(s, 5, SIZE).source == "timelapse")
+    with torch.no_grad():
+        video_step(m, data.clip_example(seed, 5, SIZE), np.random.default_rng(0), objects=2, start=0)
+    n = m.config.num_maskmem  # 7
+    assert seen == [
+        ([0], [1]),  # frame 1: frame 0 is the prompted frame
+        ([0, n - 1], [2, 1]),  # frame 2: frame 1
+        ([0, n - 1], [3, 1, 2]),  # frame 3: frame 2; the stride-2 slot is frame 0 (prompted)
+        ([0, n - 2, n - 1], [4, 1, 2, 3]),  # frame 4: frames 2 (stride slot) and 3
+    ]
+
+
 @pytest.mark.parametrize("full_res, plain_bce", [(False, 0.0), (True, 10.0)])
 def test_steps_give_finite_losses_and_gradients(tiny_model, full_res, plain_bce):
     m = tiny_model.train()

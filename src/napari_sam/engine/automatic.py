@@ -27,8 +27,8 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..models.decoder import DecoderCache
 from . import mask_ops
-from .malloc_tuning import tune_malloc
 from .preprocess import (
     preprocess_sam1,
     preprocess_sam2_image,
@@ -164,10 +164,11 @@ def upscale_logits(model, low_res: torch.Tensor, input_hw: tuple[int, int], out_
     return x[:, 0]
 
 
-def decode_points(model, feats, points_in: torch.Tensor, cache: dict | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+def decode_points(model, feats, points_in: torch.Tensor,
+                  cache: DecoderCache | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """P single foreground clicks ``(P, 2)`` in model-input pixels, decoded in one batch
     against one image -> low-res logits ``(P, 3, s, s)`` and predicted IoU ``(P, 3)``.
-    ``cache``: one dict per ``feats``, shared by its batches (the decoder's image-side work)."""
+    ``cache``: one per ``feats``, shared by its batches (the decoder's image-side work)."""
     labels = torch.ones(points_in.shape[0], 1, dtype=torch.int64, device=points_in.device)
     with torch.inference_mode():
         low, iou = model.decode(feats, point_coords=points_in[:, None, :], point_labels=labels, multimask=True,
@@ -197,7 +198,6 @@ class AutomaticSegmenter:
     def __init__(self, model, params: AutomaticParams | None = None, **changes):
         if getattr(model, "family", None) not in ("sam1", "sam2"):
             raise TypeError("AutomaticSegmenter needs a model from napari_sam.load_model()")
-        tune_malloc()
         self.model = model.eval()
         self.params = dataclasses.replace(params or AutomaticParams.for_model(model), **changes)
         p = self.params
@@ -259,7 +259,7 @@ class AutomaticSegmenter:
             feats = {k: torch.as_tensor(v).to(dev) for k, v in features.items()}
             input_hw = input_hw_for(self.model, crop_hw)
         points = self._grids[layer] * np.array(crop_hw, dtype=np.float64)[::-1]
-        parts, cache = [], {}  # the decoder's image-side work, shared by this crop's batches
+        parts, cache = [], DecoderCache()  # the decoder's image-side work, shared by this crop's batches
         for start in range(0, len(points), p.points_per_batch):
             batch = points[start:start + p.points_per_batch]
             parts.append(self._batch(feats, batch, crop, crop_hw, input_hw, image_hw, cache))

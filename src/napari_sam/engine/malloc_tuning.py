@@ -8,7 +8,11 @@ decoder's arithmetic (measured: 35 -> 29 ms per SAM 1 click at 1024 px on a 2-co
 heap is kept for reuse instead of being trimmed. Memory is reused, not grown; larger buffers
 are still mapped and unmapped on their own.
 
-Applied once, on the first predictor or session; ``NAPARI_SAM_MALLOC_TUNING=0`` turns it off.
+This changes the allocator of the whole process (napari and every other plugin in it), so
+nothing in the engine applies it on its own: an application opts in by calling
+:func:`tune_malloc` once at start-up — the ``napari-sam`` command line and the dock widget
+may, and the benchmarks do where they measure our speed. ``NAPARI_SAM_MALLOC_TUNING=0``
+makes the call a no-op.
 """
 
 from __future__ import annotations
@@ -27,7 +31,8 @@ _applied: bool | None = None  # None: not tried yet
 
 
 def tune_malloc() -> bool:
-    """Apply the settings (once per process); True if glibc took them."""
+    """Apply the settings (once per process; later calls return the first answer); True if
+    glibc took them. Call it explicitly: see the module docstring."""
     global _applied
     if _applied is None:
         _applied = _apply()

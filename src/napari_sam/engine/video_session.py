@@ -30,7 +30,6 @@ import torch.nn.functional as F
 
 from . import video_steps as steps
 from .frames import as_frame_stack
-from .malloc_tuning import tune_malloc
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
 from .projection_cache import ProjectionCache, prune
@@ -62,7 +61,6 @@ class VideoSession:
                  projection_cache_bytes: int = 0, max_batch: int | None = None):
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
-        tune_malloc()
         if not getattr(model, "can_track", True):
             import warnings
 

@@ -14,12 +14,10 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
+from ..models.sam2 import clamp_logits
 from .mask_holes import fill_small_holes
 from .memory_bank import MemoryLayout
 from .memory_store import FrameOutput
-
-#: The official predictor clamps earlier logits to this range before feeding them back.
-PREV_LOGITS_CLAMP = 32.0
 
 
 def high_res_feats(feats: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -142,7 +140,7 @@ def prompt_step(
         return _outputs(heads, fill_hole_area)[0]
     mask_input = None
     if prev_logits is not None:
-        mask_input = prev_logits.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
+        mask_input = clamp_logits(prev_logits)  # as the official predictor feeds earlier logits back
         mask_input = mask_input.reshape(1, 1, *mask_input.shape[-2:]).to(embed.device, embed.dtype)
     heads = model.forward_sam_heads(
         pix,

@@ -4,9 +4,10 @@
   (one click, a box, or a few clicks), then ``rounds - 1`` SAM-style corrective rounds (a click
   in the largest error region, the previous logits fed back as the mask prompt).
 * :func:`video_step`: a clip; frame 0 gets a click or a box per object (no memory), every
-  later frame is tracked from memories and object pointers chosen as the official video
-  predictor chooses them (conditioning frame + the ``num_maskmem - 1`` previous frames,
-  pointers at their frame distance). Gradients flow through the memories over the clip.
+  later frame is tracked from memories and object pointers chosen by the video engine's
+  rules (:func:`~napari_sam.engine.memory_bank.memory_layout`, the official selection: the
+  conditioning frame + the ``num_maskmem - 1`` previous frames, pointers at their frame
+  distance). Gradients flow through the memories over the clip.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from ..engine.memory_bank import COND, memory_layout
+from ..models.sam2 import clamp_logits
 from . import prompts as P
 from .data import Example
 from .heads import choose, decode_all
 from .losses import prompt_losses
-
-PREV_LOGITS_CLAMP = 32.0
 
 
 def _pad(sets: list[tuple[list, list]]):
@@ -115,7 +116,7 @@ def image_step(model, examples: list[Example], rng: np.random.Generator, objects
             if click is not None:
                 sets[j][0].append(click[0])
                 sets[j][1].append(click[1])
-        mask_input = low.clamp(-PREV_LOGITS_CLAMP, PREV_LOGITS_CLAMP)
+        mask_input = clamp_logits(low)
     return total, stats
 
 
@@ -156,15 +157,13 @@ def video_step(model, ex: Example, rng: np.random.Generator, objects: int = 4, p
                                   dec.object_logits.detach(), True)
     mems, ptrs = {}, {}
     tracked = torch.ones(B, dtype=torch.bool, device=dev)  # no clicks on tracked frames: multimask
-    max_ptrs = min(ex.num_frames, cfg.max_obj_ptrs_in_encoder)
     track_stats: dict[str, float] = {}
     order = [(t, 1) for t in range(c + 1, T)] + [(t, -1) for t in range(c - 1, -1, -1)]
     for t, r in order:
-        memories = [(mem0, None, 0)]  # the prompted frame, then up to num_maskmem - 1 earlier ones
-        for k in range(cfg.num_maskmem - 1, 0, -1):
-            if t - r * k in mems:
-                memories.append((mems[t - r * k], None, cfg.num_maskmem - k))
-        pointers = [(ptr0, (t - c) * r)] + [(ptrs[t - r * k], k) for k in range(1, max_ptrs) if t - r * k in ptrs]
+        # the prompted frame c is the one conditioning frame; tracked frames are in mems / ptrs
+        layout = memory_layout(cfg, t, r < 0, [c], mems.__contains__, ex.num_frames)
+        memories = [(mem0 if src == COND else mems[f], None, t_pos) for t_pos, f, src in layout.spatial]
+        pointers = [(ptr0 if src == COND else ptrs[f], d) for d, f, src in layout.pointers]
         pix = model.condition_on_memory(embed[t : t + 1], memories, pointers, ex.num_frames)
         coords, labels = torch.zeros(B, 1, 2, device=dev), -torch.ones(B, 1, dtype=torch.int64, device=dev)
         dec = decode_all(model, pix, hr(t), coords, labels)

@@ -1,23 +1,10 @@
-"""SAM 1 (segment-anything 1.0) in plain PyTorch: ViT encoder, prompt encoder, mask decoder.
+"""SAM 1 (segment-anything 1.0) in plain PyTorch: the ViT image encoder and the model object.
 
-The prompt encoder, two-way transformer and mask decoder are shared with SAM 2
-(``TwoWayTransformer(mlp_style="sam2")``, ``MaskDecoder(use_high_res_features=True, ...)``).
+Its prompt encoder, two-way transformer and mask decoder are the shared ones of
+:mod:`napari_sam.models.decoder` (SAM 2 uses the same classes).
 """
 
 from .image_encoder import ImageEncoderViT
-from .mask_decoder import MaskDecoder, decoder_cache
-from .prompt_encoder import PromptEncoder
 from .sam import SAM1_PRESETS, Sam1, Sam1Config, build_sam1
-from .transformer import TwoWayTransformer
 
-__all__ = [
-    "SAM1_PRESETS",
-    "ImageEncoderViT",
-    "MaskDecoder",
-    "PromptEncoder",
-    "Sam1",
-    "Sam1Config",
-    "TwoWayTransformer",
-    "build_sam1",
-    "decoder_cache",
-]
+__all__ = ["SAM1_PRESETS", "ImageEncoderViT", "Sam1", "Sam1Config", "build_sam1"]

@@ -13,10 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..decoder import DecoderCache, MaskDecoder, PromptEncoder, TwoWayTransformer, decode_prompts, image_work
 from .image_encoder import ImageEncoderViT
-from .mask_decoder import MaskDecoder, decoder_cache
-from .prompt_encoder import PromptEncoder
-from .transformer import TwoWayTransformer
 
 
 @dataclass(frozen=True)
@@ -135,7 +133,7 @@ class Sam1(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask: bool = True,
-        image_cache: dict | None = None,
+        image_cache: DecoderCache | dict | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor]:
         """Decode P prompt sets against one image.
 
@@ -144,9 +142,10 @@ class Sam1(nn.Module):
         logits. A prompt with batch 1 is shared by all P sets. ``feats["image_embed"]`` has
         batch 1 (shared, never copied) or P. -> ``(P, K, S/4, S/4)`` logits, ``(P, K)`` IoU.
         
-        ``image_cache``: a dict the caller keeps beside ``feats`` (one image); under no-grad
+        ``image_cache``: a :class:`~napari_sam.models.decoder.DecoderCache` the caller keeps
+        beside ``feats`` (one image; a plain dict per image is still accepted); under no-grad
         inference and without ``mask_input`` the decoder keeps its prompt-independent work in
-        it (:func:`decoder_cache`) — the same masks, a faster click.
+        it — the same masks, a faster click.
         """
         if (point_coords is None) != (point_labels is None):
             raise ValueError("point_coords and point_labels go together")
@@ -168,16 +167,10 @@ class Sam1(nn.Module):
             boxes = _to_batch(boxes.to(dtype), batch)
         if mask_input is not None:
             mask_input = mask_input.to(dtype)
-        sparse, dense = self.prompt_encoder(points, boxes, mask_input)
-        sparse = _to_batch(sparse, batch)
-        masks, iou, _, _ = self.mask_decoder(
-            image_embeddings=embed,
-            image_pe=self.prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            repeat_image=embed.shape[0] == 1,
-            image_cache=decoder_cache(image_cache, feats, mask_input),
+        masks, iou, _, _ = decode_prompts(
+            self.prompt_encoder, self.mask_decoder, embed, points, boxes, mask_input, multimask,
+            batch=batch, repeat_image=embed.shape[0] == 1,
+            image_work=image_work(image_cache, feats, self.mask_decoder, mask_input),
         )
         return masks, iou
 

@@ -21,12 +21,15 @@ window only.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
+from torch import nn
 
+from .config import Sam2Config
 from .memory_attention import MemoryAttention
-from .positions import sine_1d
+from .positions import sine_1d, sine_grid
 
 
 @dataclass
@@ -164,13 +167,14 @@ def attend_memories(
     return attn.norm(tgt)
 
 
-def object_pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
+def object_pointer_tokens(cfg: Sam2Config, tpos_proj: nn.Module, obj_ptrs: Sequence[tuple[torch.Tensor, int]],
+                          num_frames: int, dtype: torch.dtype) -> tuple[torch.Tensor, torch.Tensor]:
     """Object pointers -> ``(B, P * C / M, M)`` tokens and their temporal encodings.
 
     ``obj_ptrs``: ``(pointer (B, C), signed distance)`` pairs. Each pointer is split into
-    ``C / M`` tokens of ``M`` channels (all with the pointer's encoding).
+    ``C / M`` tokens of ``M`` channels (all with the pointer's encoding). ``tpos_proj``: the
+    model's ``obj_ptr_tpos_proj`` (the encoding's projection, 2.1; identity in 2.0).
     """
-    cfg = self.config
     C, M = cfg.d_model, cfg.mem_dim
     ptrs = torch.stack([p.to(dtype) for p, _ in obj_ptrs], dim=1)  # (B, P, C)
     B, P = ptrs.shape[:2]
@@ -180,7 +184,7 @@ def object_pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
         t_max = max(min(num_frames, cfg.max_obj_ptrs_in_encoder) - 1, 1)
         t = torch.tensor(dists, dtype=torch.float32, device=ptrs.device) / t_max
         pos = sine_1d(t, C if cfg.proj_tpos_enc_in_obj_ptrs else M)
-        pos = self.obj_ptr_tpos_proj(pos.to(dtype))  # (P, M)
+        pos = tpos_proj(pos.to(dtype))  # (P, M)
     else:
         pos = ptrs.new_zeros(P, M)
     pos = pos.unsqueeze(0).expand(B, P, M)
@@ -189,3 +193,41 @@ def object_pointer_tokens(self, obj_ptrs, num_frames: int, dtype):
         ptrs = ptrs.reshape(B, P * split, M)
         pos = pos.repeat_interleave(split, dim=1)
     return ptrs, pos
+
+
+def memory_tokens(
+    memories: Sequence[tuple],
+    tpos_table: torch.Tensor,
+    pointers: tuple[torch.Tensor, torch.Tensor] | None,
+    dtype: torch.dtype,
+) -> tuple[list[tuple[ProjectedMemory, int]], RawMemory | None]:
+    """Sort a frame's memories for :func:`attend_memories`.
+
+    ``memories``: ``(maskmem_features (B, M, h, w) or ProjectedMemory, maskmem_pos_enc or
+    None, t_pos)`` as :meth:`Sam2.condition_on_memory` takes them; ``tpos_table``
+    ``(num_maskmem, M)`` the temporal encodings (row ``num_maskmem - t_pos - 1``);
+    ``pointers``: :func:`object_pointer_tokens` output or None. -> the projected memories
+    with their rows, and the rest concatenated as the official code does (None if empty).
+    """
+    num_maskmem = tpos_table.shape[0]
+    projected, keys_in, values_in = [], [], []
+    for feats, pos, t_pos in memories:
+        row = num_maskmem - t_pos - 1
+        if isinstance(feats, ProjectedMemory):
+            projected.append((feats, row))
+            continue
+        if pos is None:
+            pos = sine_grid(feats.shape[1], *feats.shape[-2:], device=feats.device, dtype=dtype)
+        feats = feats.to(dtype).flatten(2).transpose(1, 2)
+        keys_in.append(feats + (pos.to(dtype).flatten(2).transpose(1, 2) + tpos_table[row]))
+        values_in.append(feats)
+    num_rope = sum(x.shape[1] for x in keys_in)
+    if pointers is not None:
+        keys_in.append(pointers[0] + pointers[1])
+        values_in.append(pointers[0])
+    if not keys_in:
+        return projected, None
+    batch = max(x.shape[0] for x in keys_in)
+    raw = RawMemory(torch.cat([x.expand(batch, -1, -1) for x in keys_in], dim=1),
+                    torch.cat([x.expand(batch, -1, -1) for x in values_in], dim=1), num_rope)
+    return projected, raw

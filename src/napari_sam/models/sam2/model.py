@@ -15,8 +15,8 @@ ours                       official ``SAM2Base``
 ``encode_image``           ``forward_image`` (+ conv_s0 / conv_s1 precomputed)
 ``decode``                 ``SAM2ImagePredictor._predict`` (image predictor)
 ``use_multimask``          ``_use_multimask``
-``forward_sam_heads``      ``_forward_sam_heads``
-``mask_as_output``         ``_use_mask_as_output``
+``forward_sam_heads``      ``_forward_sam_heads`` (:class:`~.heads.SamHeads`)
+``mask_as_output``         ``_use_mask_as_output`` (:class:`~.heads.SamHeads`)
 ``encode_memory``          ``_encode_new_memory``
 ``condition_on_memory``    ``_prepare_memory_conditioned_features`` (memories
                            and pointers already chosen by the caller)
@@ -31,7 +31,8 @@ Shapes: ``S = image_size`` (1024), ``h = w = S // 16`` (64), ``C = 256``, ``M = 
 Signature stability note: the public method signatures of :class:`Sam2` are a contract
 with the video engine; any change is recorded here. Since the first commit only additions:
 ``dtype``, ``project_memory``, ``memory_frame_cache`` (and the ``frame_cache`` argument
-of ``condition_on_memory`` now does something).
+of ``condition_on_memory`` now does something), ``heads``; ``decode``'s ``image_cache`` takes
+a :class:`~napari_sam.models.decoder.DecoderCache` (a plain dict per image still works).
 
 Deliberate deviation: for a 1-frame video the official code divides pointer distances by
 ``min(num_frames, 16) - 1 = 0`` (NaN everywhere); we divide by 1 instead.
@@ -45,21 +46,14 @@ import torch
 from torch import nn
 
 from ..common import MLP
-from ..sam1 import MaskDecoder, PromptEncoder, TwoWayTransformer, decoder_cache
-from . import heads
+from ..decoder import DecoderCache, MaskDecoder, PromptEncoder, TwoWayTransformer, decode_prompts, image_work
 from .config import Sam2Config
-from .heads import NO_OBJ_SCORE, SamHeadsOutput  # noqa: F401  (re-exported)
+from .heads import SamHeads, SamHeadsOutput
 from .image_encoder import ImageEncoder
 from .memory_attention import MemoryAttention
+from .memory_cache import FrameCache, ProjectedMemory, attend_memories, memory_tokens, object_pointer_tokens
 from .memory_cache import frame_cache as make_frame_cache
-from .memory_cache import (
-    FrameCache,
-    ProjectedMemory,
-    RawMemory,
-    attend_memories,
-    object_pointer_tokens,
-    project_memory,
-)
+from .memory_cache import project_memory as project_memory_frame
 from .memory_encoder import MemoryEncoder
 from .positions import sine_grid
 
@@ -154,7 +148,14 @@ class Sam2(nn.Module):
             feats["high_res_s1"] = self.sam_mask_decoder.conv_s1(levels[1])
         return feats
 
+    @property
+    def heads(self) -> SamHeads:
+        """The SAM heads (prompt encoder, mask decoder, object pointer) on this model's modules."""
+        return SamHeads(self.config, self.sam_prompt_encoder, self.sam_mask_decoder, self.obj_ptr_proj,
+                        getattr(self, "no_obj_ptr", None), getattr(self, "mask_downsample", None))
+
     def _high_res(self, feats) -> list[torch.Tensor] | None:
+        """``[high_res_s0, high_res_s1]`` of a feature dict (or pair) in the model's dtype."""
         if not self.config.use_high_res_features_in_sam:
             return None
         if isinstance(feats, dict):
@@ -169,7 +170,7 @@ class Sam2(nn.Module):
         boxes: torch.Tensor | None = None,
         mask_input: torch.Tensor | None = None,
         multimask: bool = True,
-        image_cache: dict | None = None,
+        image_cache: DecoderCache | dict | None = None,
         return_object_scores: bool = False,
     ):
         """Decode prompts against one encoded image, like the official ``SAM2ImagePredictor``.
@@ -184,11 +185,13 @@ class Sam2(nn.Module):
         Returns ``(low_res_logits (P, K, S/4, S/4), iou (P, K))``, plus
         ``object_score_logits (P, 1)`` when ``return_object_scores``. The logits are the
         raw decoder output: the official predictor additionally returns them clamped to
-        [-32, 32] as its "low-res masks" (and upsamples the unclamped ones).
-        
-        ``image_cache``: a dict the caller keeps beside ``feats`` (one image); under no-grad
+        [-32, 32] (:func:`~.heads.clamp_logits`) as its "low-res masks" (and upsamples the
+        unclamped ones).
+
+        ``image_cache``: a :class:`~napari_sam.models.decoder.DecoderCache` the caller keeps
+        beside ``feats`` (one image; a plain dict per image is still accepted); under no-grad
         inference and without ``mask_input`` the decoder keeps its prompt-independent work in
-        it (:func:`decoder_cache`) — the same masks, a faster click.
+        it — the same masks, a faster click.
         """
         embed = feats["image_embed"].to(self.dtype)
         if self.config.directly_add_no_mem_embed:
@@ -207,16 +210,10 @@ class Sam2(nn.Module):
                 points = (corners, corner_labels)
         if mask_input is not None:
             mask_input = mask_input.to(embed.dtype)
-        sparse, dense = self.sam_prompt_encoder(points=points, boxes=None, masks=mask_input)
-        masks, iou, _, obj_scores = self.sam_mask_decoder(
-            image_embeddings=embed,
-            image_pe=self.sam_prompt_encoder.get_dense_pe(),
-            sparse_prompt_embeddings=sparse,
-            dense_prompt_embeddings=dense,
-            multimask_output=multimask,
-            repeat_image=True,
-            high_res_features=self._high_res(feats),
-            image_cache=decoder_cache(image_cache, feats, mask_input),
+        masks, iou, _, obj_scores = decode_prompts(
+            self.sam_prompt_encoder, self.sam_mask_decoder, embed, points, None, mask_input, multimask,
+            high_res=self._high_res(feats),
+            image_work=image_work(image_cache, feats, self.sam_mask_decoder, mask_input),
         )
         return (masks, iou, obj_scores) if return_object_scores else (masks, iou)
 
@@ -263,8 +260,8 @@ class Sam2(nn.Module):
         needed. Masks are set to -1024 where the object score says "absent"; the pointer
         is the ``obj_ptr_proj`` of the chosen output token, gated with ``no_obj_ptr``.
         """
-        return heads.forward_sam_heads(self, pix_feat, high_res_feats, point_coords, point_labels,
-                                       mask_input, multimask)
+        return self.heads.forward(pix_feat.to(self.dtype), self._high_res(high_res_feats), point_coords,
+                                  point_labels, mask_input, multimask)
 
     def mask_as_output(
         self,
@@ -279,7 +276,7 @@ class Sam2(nn.Module):
         logits are ``mask * 20 - 10``; the pointer comes from the SAM heads run on the
         ``mask_downsample``-d mask; object score ``+10`` if any pixel is set, else ``-10``.
         """
-        return heads.mask_as_output(self, image_embed, high_res_feats, mask)
+        return self.heads.mask_as_output(image_embed.to(self.dtype), self._high_res(high_res_feats), mask)
 
     def encode_memory(
         self,
@@ -347,7 +344,7 @@ class Sam2(nn.Module):
             maskmem_pos_enc = self.memory_pos_enc(x.device)
         x = x.to(self.dtype)
         pos = maskmem_pos_enc.flatten(2).transpose(1, 2).to(x.dtype)
-        return project_memory(self.memory_attention, x, pos)
+        return project_memory_frame(self.memory_attention, x, pos)
 
     def memory_frame_cache(self, image_embed: torch.Tensor) -> FrameCache:
         """Speed: a frame's image-only memory-attention work (layer 0), batch 1.
@@ -394,26 +391,10 @@ class Sam2(nn.Module):
         curr_pos = self.image_pos_enc(curr.device, dtype).flatten(2).transpose(1, 2)
 
         tpos_table = self.maskmem_tpos_enc.view(cfg.num_maskmem, -1).to(dtype)
-        projected, keys_in, values_in = [], [], []
-        for feats, pos, t_pos in memories:
-            row = cfg.num_maskmem - t_pos - 1
-            if isinstance(feats, ProjectedMemory):
-                projected.append((feats, row))
-                continue
-            feats = feats.to(dtype).flatten(2).transpose(1, 2)
-            pos = self.memory_pos_enc(feats.device, dtype) if pos is None else pos.to(dtype)
-            keys_in.append(feats + (pos.flatten(2).transpose(1, 2) + tpos_table[row]))
-            values_in.append(feats)
-        num_rope = sum(x.shape[1] for x in keys_in)
+        pointers = None
         if cfg.use_obj_ptrs_in_encoder and obj_ptrs:
-            ptr_tokens, ptr_pos = object_pointer_tokens(self, obj_ptrs, num_frames, dtype)
-            keys_in.append(ptr_tokens + ptr_pos)
-            values_in.append(ptr_tokens)
-        raw = None
-        if keys_in:
-            batch = max(x.shape[0] for x in keys_in)
-            raw = RawMemory(torch.cat([x.expand(batch, -1, -1) for x in keys_in], dim=1),
-                            torch.cat([x.expand(batch, -1, -1) for x in values_in], dim=1), num_rope)
+            pointers = object_pointer_tokens(cfg, self.obj_ptr_tpos_proj, obj_ptrs, num_frames, dtype)
+        projected, raw = memory_tokens(memories, tpos_table, pointers, dtype)
         batch = max([pm.batch for pm, _ in projected] + ([raw.keys_in.shape[0]] if raw else []))
         if curr.shape[0] not in (1, batch):
             raise ValueError(f"image_embed batch {curr.shape[0]} does not match {batch} objects")

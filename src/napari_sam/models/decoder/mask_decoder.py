@@ -15,28 +15,11 @@ import torch
 from torch import nn
 
 from ..common import MLP, LayerNorm2d
+from .image_cache import ImageWork
 
 
 def _one_if_expanded(x: torch.Tensor) -> torch.Tensor:
     return x[:1] if x.shape[0] > 1 and x.stride(0) == 0 else x
-
-
-def decoder_cache(cache: dict | None, feats: dict, mask_input) -> dict | None:
-    """``cache`` ready for one decode on ``feats``, or None where it must not be used: with a
-    mask prompt (the dense embedding then depends on the prompt), with gradients on (training),
-    without a cache, or for a batch of images. A cache last used with other features is emptied
-    first — but only a caller knows when its features are replaced by others that happen to
-    reuse the memory: it must start a new cache then."""
-    if cache is None or mask_input is not None or torch.is_grad_enabled():
-        return None
-    embed = feats["image_embed"]
-    if embed.shape[0] != 1:
-        return None
-    key = (embed.data_ptr(), tuple(embed.shape), embed.dtype, embed.device)
-    if cache.get("feats") != key:
-        cache.clear()
-        cache["feats"] = key
-    return cache
 
 
 def _deconv2x2_rows(rows: torch.Tensor, conv: nn.ConvTranspose2d) -> torch.Tensor:
@@ -140,7 +123,7 @@ class MaskDecoder(nn.Module):
         multimask_output: bool,
         repeat_image: bool = True,
         high_res_features: list[torch.Tensor] | None = None,
-        image_cache: dict | None = None,
+        image_work: ImageWork | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """Decode B prompt sets.
 
@@ -154,15 +137,26 @@ class MaskDecoder(nn.Module):
         as SAM 2 object pointers) and ``object_score_logits (B, 1)`` (10.0 when the decoder has
         no object-score head).
 
-        ``image_cache``: prompt-independent work kept between calls on the same image and dense
-        embedding (see :meth:`TwoWayTransformer.forward`); only without a mask prompt.
+        ``image_work``: prompt-independent work kept between calls on the same image and dense
+        embedding (see :class:`~.image_cache.DecoderCache`); only without a mask prompt.
         """
         if not repeat_image and image_embeddings.shape[0] != sparse_prompt_embeddings.shape[0]:
             raise ValueError("repeat_image=False needs one image embedding per prompt set")
         masks, iou, mask_tokens_out, object_score_logits = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features,
-            image_cache,
+            image_work,
         )
+        masks, iou, sam_tokens_out = self.select_outputs(masks, iou, mask_tokens_out, multimask_output)
+        return masks, iou, sam_tokens_out, object_score_logits
+
+    def select_outputs(
+        self, masks: torch.Tensor, iou: torch.Tensor, mask_tokens_out: torch.Tensor, multimask_output: bool
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The outputs :meth:`forward` returns, from all ``num_mask_tokens`` of
+        :meth:`predict_masks`: the multimask tokens 1.., or token 0 (in eval mode with
+        ``dynamic_multimask_via_stability``, replaced by the best multimask output where token 0
+        is unstable); the mask tokens for SAM 2's object pointer alike (tokens 1.. only with
+        ``use_multimask_token_for_obj_ptr``)."""
         if multimask_output:
             masks, iou = masks[:, 1:], iou[:, 1:]
         elif self.dynamic_multimask_via_stability and not self.training:
@@ -173,7 +167,7 @@ class MaskDecoder(nn.Module):
             sam_tokens_out = mask_tokens_out[:, 1:]
         else:
             sam_tokens_out = mask_tokens_out[:, :1]
-        return masks, iou, sam_tokens_out, object_score_logits
+        return masks, iou, sam_tokens_out
 
     def output_tokens(self) -> torch.Tensor:
         """The learned output tokens, ``(T, C)``."""
@@ -189,7 +183,7 @@ class MaskDecoder(nn.Module):
         sparse_prompt_embeddings: torch.Tensor,
         dense_prompt_embeddings: torch.Tensor,
         high_res_features: list[torch.Tensor] | None = None,
-        image_cache: dict | None = None,
+        image_work: ImageWork | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """All ``num_mask_tokens`` masks and IoUs, the mask tokens, object-score logits."""
         batch = sparse_prompt_embeddings.shape[0]
@@ -198,17 +192,17 @@ class MaskDecoder(nn.Module):
 
         # A batch expanded from one row (stride 0: no mask input, a shared image) is used as
         # batch 1, so the image embedding is not copied once per prompt set.
-        if image_cache is not None and "keys" in image_cache:
+        if image_work is not None and image_work.filled:
             src = None  # the transformer takes the image side from the cache
         else:
             src = _one_if_expanded(image_embeddings) + _one_if_expanded(dense_prompt_embeddings)
-        hs, src = self.transformer(src, image_pe, tokens, image_cache)
+        hs, src = self.transformer(src, image_pe, tokens, image_work)
         first = 1 if self.pred_obj_scores else 0
         iou_token_out = hs[:, first]
         mask_tokens_out = hs[:, first + 1 : first + 1 + self.num_mask_tokens]
 
         h, w = image_embeddings.shape[-2:]
-        upscaled = self.upscale_blocks(src, high_res_features, image_cache)  # (B, 16 h w, C/8)
+        upscaled = self.upscale_blocks(src, high_res_features, image_work)  # (B, 16 h w, C/8)
 
         hyper_in = torch.stack(
             [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
@@ -226,7 +220,7 @@ class MaskDecoder(nn.Module):
 
     def upscale_blocks(
         self, src: torch.Tensor, high_res_features: list[torch.Tensor] | None = None,
-        image_cache: dict | None = None,
+        image_work: ImageWork | None = None,
     ) -> torch.Tensor:
         """``output_upscaling`` on image tokens ``(B, h*w, C)`` -> ``(B, 16*h*w, C/8)``, rows in
         block order (see :func:`_to_blocks`).
@@ -237,18 +231,18 @@ class MaskDecoder(nn.Module):
         the activations and the final product with the mask tokens are per pixel, so the rows
         never need to be put back in image order — only the K masks are (several times faster
         on CPU than the convolution kernels and their layout conversions).
-        ``image_cache``: keeps the skips in block order between calls on one image.
+        ``image_work``: keeps the skips in block order between calls on one image.
         """
         up1, norm1, act1, up2, act2 = self.output_upscaling
         skips = None
         if self.use_high_res_features and high_res_features is not None:
-            if image_cache is not None and "skips" in image_cache:
-                skips = image_cache["skips"]
+            if image_work is not None and image_work.skips is not None:
+                skips = image_work.skips
             else:
                 s0, s1 = (_one_if_expanded(f) for f in high_res_features)
                 skips = (_to_blocks(s0, 2), _to_blocks(s1, 1))
-                if image_cache is not None:
-                    image_cache["skips"] = skips
+                if image_work is not None:
+                    image_work.skips = skips
         b, cin = src.shape[0], src.shape[-1]
         x = _deconv2x2_rows(src.reshape(-1, cin), up1).view(b, -1, up1.weight.shape[1])  # (B, 4hw, C/4)
         if skips is not None:

@@ -1,4 +1,4 @@
-"""Prompt encoder shared by SAM 1 and SAM 2: points, boxes and a mask -> decoder tokens.
+"""Prompt encoder of SAM 1 and SAM 2: points, boxes and a mask -> decoder tokens.
 
 Parameter names follow the official checkpoints (``prompt_encoder.*`` in SAM 1,
 ``sam_prompt_encoder.*`` in SAM 2; the two are the same structure).
