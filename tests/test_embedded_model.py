@@ -33,7 +33,10 @@ def test_default_is_embedded_until_official_weights_are_cached():
     assert registry.default_model() == "embedded"
     info = registry.model_info("sam2.1_hiera_small")
     info.path.parent.mkdir(parents=True, exist_ok=True)
-    info.path.write_bytes(b"weights")
+    info.path.write_bytes(b"weights")  # a file of another size is not the official one
+    assert registry.default_model() == "embedded"
+    with open(info.path, "wb") as f:  # a file of the official size counts (its SHA-256 is checked at load)
+        f.truncate(info.size)
     assert registry.default_model() == "sam2.1_hiera_small"
 
 
