@@ -304,7 +304,7 @@ class AutomaticPanel(QGroupBox):
             w.status.setText(f"{what}: ids up to {offset + top} do not fit the Labels layer's {labels.data.dtype}; use a new labels layer.")
             return False
         shifted = {lead: shift_ids(lab, offset) for lead, lab in slices.items()}
-        lw.write_labels(labels, shifted, overwrite=w.overwrite_check.isChecked())
+        lw.write_labels(labels, shifted, overwrite=w.overwrite_check.isChecked(), ownership=w.ownership)
         ids: set[int] = set()
         for lead in shifted:
             plane = np.asarray(labels.data[lead] if lead else labels.data)

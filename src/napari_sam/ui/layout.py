@@ -124,7 +124,7 @@ def build_layout(w: SamWidget) -> None:
 
     w.image_combo.layer_changed.connect(w._image_changed)
     w.axis_combo.currentIndexChanged.connect(lambda *_: w._rebuild_segmenter())
-    w.labels_combo.layer_changed.connect(lambda *_: w._bind_layers())
+    w.labels_combo.layer_changed.connect(w._labels_changed)
     w.points_combo.layer_changed.connect(lambda *_: w._bind_layers())
     w.shapes_combo.layer_changed.connect(lambda *_: w._bind_layers())
     w.embed_button.clicked.connect(w.actions.compute_embeddings)

@@ -2,7 +2,10 @@
 
 Kept apart from the layout (:mod:`.widget`). Every engine call runs in a worker; every
 write to a layer happens here on the main thread, one slice at a time (so a cancelled or
-closed run never leaves a half-written slice).
+closed run never leaves a half-written slice). Writes only ever clear pixels the widget
+wrote itself (``widget.ownership``); a click is one undo step, a whole propagation another
+(:class:`~.undo_step.LiveUndoStep`, committed when the run ends, is cancelled, fails, or the
+widget closes).
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ import numpy as np
 
 from . import labels_writer as lw
 from .segmenter import no_tracking
+from .undo_step import LiveUndoStep
 from .workers import Job
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -42,6 +46,7 @@ class SessionActions:
         self.last_edit: dict = {}  # stack key -> frame of the latest prompt edit since propagating
         self.absent: dict = {}  # (stack key, obj) -> frames where the object is not visible
         self.stats: dict = {"previews": 0, "propagated_frames": 0}
+        self.open_steps: list[LiveUndoStep] = []  # propagations not yet made one undo step
 
     def reset(self) -> None:
         self.last_edit.clear()
@@ -101,7 +106,7 @@ class SessionActions:
         if prompt is None:
             lab = w.writable_labels()
             if lab is not None:
-                lw.clear_object(lab, seg.geometry.join(stack, frame), obj)
+                lw.clear_object(lab, seg.geometry.join(stack, frame), obj, ownership=w.ownership)
 
             def forget():
                 seg.forget(stack, frame, obj)
@@ -125,7 +130,7 @@ class SessionActions:
                 return
             mask, score = result
             lead = seg.geometry.join(stack, frame)
-            held = lw.write_masks(lab, lead, {obj: mask}, overwrite=w.overwrite_check.isChecked())
+            held = lw.write_masks(lab, lead, {obj: mask}, overwrite=w.overwrite_check.isChecked(), ownership=w.ownership)
             visible = held.get(obj, 0) > 0 and (score is None or score > 0)
             if seg.geometry.lead:
                 self._note_visibility(stack, frame, obj, visible)
@@ -158,6 +163,7 @@ class SessionActions:
         total = seg.propagate_length(stack, direction, start)
         self.labels_in_use = labels
         overwrite = w.overwrite_check.isChecked()
+        step = LiveUndoStep(labels, w.ownership)  # the whole run: one undo step
 
         def run():
             yield from seg.propagate_iter(stack, direction, start)
@@ -167,7 +173,8 @@ class SessionActions:
             if labels is None or labels not in w.viewer.layers or w.segmenter is not seg:
                 w.runner.cancel_long()
                 return
-            held = lw.write_masks(labels, seg.geometry.join(stack, frame), masks, overwrite=overwrite)
+            held = lw.write_masks(labels, seg.geometry.join(stack, frame), masks, overwrite=overwrite,
+                                  ownership=w.ownership, live=step)
             for obj in masks:
                 s = scores.get(obj)
                 self._note_visibility(stack, frame, obj, held.get(obj, 0) > 0 and (s is None or s > 0), show=False)
@@ -176,20 +183,45 @@ class SessionActions:
 
         def done(_, aborted):
             self.labels_in_use = None
+            self.close_step(step)
             self._show_visibility()
             w.status.setText(("Propagation cancelled: finished slices are kept." if aborted else "Propagation done.")
                              + " Add prompts on any slice to correct, then propagate again.")
             if w.tracks_check.isChecked():
                 self.update_tracks()
 
+        def failed(exc):
+            self.labels_in_use = None
+            self.close_step(step)
+            w._show_error(exc)
+
         base = self.stats["propagated_frames"]
-        job = Job(run, on_yield=on_yield, on_done=done, exclusive=True, total=total, desc=f"Propagating {direction}")
+        job = Job(run, on_yield=on_yield, on_done=done, on_error=failed, exclusive=True, total=total,
+                  desc=f"Propagating {direction}")
         if not w.runner.submit_long(job):
             self.last_edit[stack] = start if start is not None else self.last_edit.get(stack)
             w.status.setText("Busy: wait for the running job or cancel it.")
             return False
+        self.open_steps.append(step)
         w.status.setText(f"Propagating {direction} from slice {start if start is not None else 'of the first prompt'} …")
         return True
+
+    def close_step(self, step: LiveUndoStep, wait: bool = True) -> None:
+        """Make a run's writes one undo step. While the user holds a brush stroke on the
+        layer (napari stages it), wait for the stroke to end, so the two stay apart."""
+        if wait and step.stroke_in_progress():
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(50, lambda: self.close_step(step))
+            return
+        if step in self.open_steps:
+            self.open_steps.remove(step)
+        step.commit()
+
+    def close_all_steps(self) -> None:
+        """The widget closes: every open run becomes its undo step now."""
+        for step in list(self.open_steps):
+            self.close_step(step, wait=False)
 
     # ------------------------------------------------------------------ visibility, tracks
     def _note_visibility(self, stack, frame, obj, visible: bool, show: bool = True) -> None:

@@ -15,6 +15,7 @@ from qtpy.QtWidgets import QWidget
 from . import labels_writer as lw
 from . import prompts as pr
 from .geometry import StackGeometry
+from .labels_ownership import Ownership
 from .layout import build_layout
 from .segmenter import Segmenter
 from .session_actions import SessionActions
@@ -51,6 +52,7 @@ class SamWidget(QWidget):
         self.positive_mode = True
         self.last_error: Exception | None = None
         self.prompts: dict = {}  # PromptKey -> Prompt, as last read from the layers
+        self.ownership = Ownership()  # which label pixels this widget wrote (it clears no other)
         self.runner = JobRunner(on_error=_weak(self._show_error), on_progress=_weak(self._show_progress))
         self.actions = SessionActions(self)
         self._bound: list = []  # (layer, kind, callback) to undo on rebind / shutdown
@@ -265,6 +267,14 @@ class SamWidget(QWidget):
             negate = pr.NEGATIVE_MODIFIER in event.modifiers
             layer.feature_defaults = {"object": self.current_object, "positive": self.positive_mode != negate}
 
+    def _labels_changed(self, layer=None) -> None:
+        """Another Labels layer: the next object starts above every id in it (and every
+        prompted object), so no click ever continues a label drawn by hand."""
+        self._bind_layers()
+        lab = self.labels_layer
+        if lab is not None and np.size(lab.data) and int(np.max(lab.data)) >= self.current_object:
+            self.set_object(self.next_free_object())
+
     def _label_picked(self, event=None) -> None:
         lab = self.labels_layer
         if lab is not None and lab.selected_label > 0 and lab.selected_label != self.current_object:
@@ -370,6 +380,8 @@ class SamWidget(QWidget):
         """Stop the workers and free the engine (no Qt calls: safe after the widget died)."""
         self._closed = True
         self.runner.shutdown()
+        self.actions.close_all_steps()  # a run cut short is still one undo step
+        self.ownership.close()
         if self.segmenter is not None:
             self.segmenter.close()
             self.segmenter = None
