@@ -162,9 +162,11 @@ def test_dask_cluster_embeds_each_frame_once_then_segment_and_track_reuse(files,
 
     d, model_args = files["dir"], files["model"]
     spec = ModelSpec("custom", str(d / "small.pt"), str(d / "small.json"), "cpu")  # as the CLI names it
-    model = spec.load()  # the workers run in this process and share this loaded model
+    model = spec.load()
+    encoder = type(model.image_encoder)  # every model's encoder counts: each worker loads its own model
     calls = []
-    hook = model.image_encoder.register_forward_hook(lambda m, a, o: calls.append(a[0].shape[0]))
+    hook = torch.nn.modules.module.register_module_forward_hook(
+        lambda m, a, o: calls.append(a[0].shape[0]) if type(m) is encoder else None)
     store = tmp_path / "movie.embeddings.zarr"
     try:
         with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
@@ -192,7 +194,9 @@ def test_demo_headless_tracks_the_timelapse_by_default(tmp_path, capsys):
     from napari_sam.engine.auto_tracking import id_persistence
 
     assert cli.main(["demo", "--headless", str(tmp_path)]) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
+    assert "demo timelapse" in cap.err and "track timelapse.tif" in cap.err and "/30 [" in cap.err  # frame by frame
     labels = tifffile.imread(tmp_path / "timelapse_labels.tif")
     truth = sample("timelapse").labels
     assert labels.shape == truth.shape and all(labels[t].any() for t in range(len(labels)))
@@ -205,7 +209,11 @@ def test_demo_headless_segments_the_sample_with_the_bundled_model(tmp_path, caps
     """``napari-sam demo --headless``: no window, no download — the sample and its labels are
     written, and the printed line compares them with the ground truth."""
     assert cli.main(["demo", "--headless", str(tmp_path), "--sample", "nuclei_2d"]) == 0
-    out = capsys.readouterr().out
+    cap = capsys.readouterr()
+    out = cap.out
+    for stage in ("making the sample", "segmenting everything", "comparing with the ground truth"):
+        assert "demo nuclei_2d" in cap.err and stage in cap.err  # progress on stderr, stage by stage
+    assert "segment nuclei_2d.tif" in cap.err and "1/1 [" in cap.err
     image, labels = tifffile.imread(tmp_path / "nuclei_2d.tif"), tifffile.imread(tmp_path / "nuclei_2d_labels.tif")
     from napari_sam.data.samples import sample
 

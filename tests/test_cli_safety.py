@@ -263,12 +263,12 @@ def test_track_with_an_unwritable_tracks_path_is_refused_before_any_work(files, 
 def test_track_when_the_table_cannot_be_written_keeps_no_labels(files, tmp_path, capsys, monkeypatch):
     """A disk that fills up while the table is written (simulated: the row writer fails) —
     the labels of this run are not left behind looking complete, and the message says so."""
-    from napari_sam import io
+    from napari_sam.io import outputs
 
     def full_disk(*a, **k):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr(io, "_write_rows", full_disk)
+    monkeypatch.setattr(outputs, "_write_rows", full_disk)
     src = _movie(files, tmp_path / "movie.tif")
     out, tracks = tmp_path / "t.tif", tmp_path / "t.csv"
     code = cli.main(["track", str(src), "-o", str(out), "--tracks", str(tracks), "--every", "0", *AUTO, *files["model"]])

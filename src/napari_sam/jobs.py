@@ -1,14 +1,16 @@
 """Work units of the command line, and running them through dask.
 
 A job names its model and its input by value (:class:`ModelSpec`, :class:`InputSpec`), so a
-unit can run in a thread, in another process or on a ``dask.distributed`` worker: each
-worker loads a model once (a per-process cache keyed by the spec) and opens the input lazily.
-Units: :func:`embed_frames` (fills an EmbeddingStore for some frames: every frame's
-features are computed once and written to the store) and :func:`segment_frames` (segment
-everything on some frames, returning their labels for the caller to write in order).
-What a command reads and writes is checked before any unit runs: :func:`outputs_in` names
-one output per input (refusing two of the same name) and :func:`refuse_overlaps` keeps every
-output off the inputs and off each other.
+unit can run in a thread, in another process or on a ``dask.distributed`` worker, and opens
+the input lazily. Loaded models live in a :class:`ModelCache` (bounded: one model by
+default, keyed by the spec — name, checkpoint, config, device) owned by whoever runs the
+units: the command's :class:`Runner` for local threads, each ``dask.distributed`` worker for a
+cluster (a worker plugin gives it its own). Units: :func:`embed_frames` (fills an
+EmbeddingStore for some frames: every frame's features are computed once and written to the
+store) and :func:`segment_frames` (segment everything on some frames, returning their labels
+for the caller to write in order). What a command reads and writes is checked before any
+unit runs: :func:`outputs_in` names one output per input (refusing two of the same name) and
+:func:`refuse_overlaps` keeps every output off the inputs and off each other.
 """
 
 from __future__ import annotations
@@ -16,13 +18,11 @@ from __future__ import annotations
 import json
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-
-_MODELS: dict = {}
-_MODELS_LOCK = threading.Lock()
 
 
 @dataclass(frozen=True)
@@ -37,14 +37,7 @@ class ModelSpec:
     device: str = "auto"
 
     def load(self):
-        with _MODELS_LOCK:
-            model = _MODELS.get(self)
-            if model is None:
-                model = self._build()
-                _MODELS[self] = model
-            return model
-
-    def _build(self):
+        """A newly loaded model (a :class:`ModelCache` keeps loaded ones)."""
         check_device(self.device)
         if self.config is None:
             from .registry import load_model
@@ -59,6 +52,39 @@ class ModelSpec:
         sd = checkpoints.read_state_dict(self.checkpoint)
         checkpoints.load_into(model, sd, model.name, str(self.checkpoint))
         return model.to(resolve_device(self.device))
+
+
+class ModelCache:
+    """Loaded models by :class:`ModelSpec`, at most ``size`` of them: the least recently used
+    goes when another is loaded. Thread-safe; a spec is loaded once however many threads ask."""
+
+    def __init__(self, size: int = 1):
+        if int(size) < 1:
+            raise ValueError(f"a model cache holds at least one model, got size {size}")
+        self.size = int(size)
+        self._models: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+
+    def get(self, spec: ModelSpec):
+        with self._lock:
+            if spec in self._models:
+                self._models.move_to_end(spec)
+                return self._models[spec]
+            while len(self._models) >= self.size:  # free the old one before loading the next
+                self._models.popitem(last=False)
+            model = spec.load()
+            self._models[spec] = model
+            return model
+
+    def __len__(self) -> int:
+        return len(self._models)
+
+    def __contains__(self, spec) -> bool:
+        return spec in self._models
+
+    def clear(self) -> None:
+        with self._lock:
+            self._models.clear()
 
 
 def check_device(name: str):
@@ -129,12 +155,18 @@ def frame_at(frames, stack_axis, t: int) -> np.ndarray:
     return read(frames if stack_axis is None else frames[t])
 
 
-def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, frames_todo, contrast_limits) -> int:
-    """Compute and store the features of ``frames_todo``; returns how many were new."""
+def _model(spec: ModelSpec, models: ModelCache | None):
+    return spec.load() if models is None else models.get(spec)
+
+
+def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, frames_todo, contrast_limits,
+                 models: ModelCache | None = None) -> int:
+    """Compute and store the features of ``frames_todo``; returns how many were new.
+    ``models``: where the model is looked up (None: loaded for this call)."""
     from .engine.embedding_store import EmbeddingStore
 
     frames, _ = source.open()
-    store = EmbeddingStore(store_path, model_spec.load(), frames, contrast_limits=contrast_limits)
+    store = EmbeddingStore(store_path, _model(model_spec, models), frames, contrast_limits=contrast_limits)
     new = 0
     for t in frames_todo:
         if not store.has(int(t)):
@@ -144,18 +176,18 @@ def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, fram
 
 
 def segment_frames(model_spec: ModelSpec, source: InputSpec, frames_todo, params: dict, contrast_limits,
-                   store_path: str | None = None) -> list[np.ndarray]:
+                   store_path: str | None = None, models: ModelCache | None = None) -> list[np.ndarray]:
     """Segment everything on each of ``frames_todo``; their (H, W) int32 labels, in order."""
-    from .engine.automatic import AutomaticSegmenter
+    from .app.automatic import make_segmenter
 
-    model = model_spec.load()
+    model = _model(model_spec, models)
     frames, axis = source.open()
     store = None
     if store_path is not None:
         from .engine.embedding_store import EmbeddingStore
 
         store = EmbeddingStore(store_path, model, frames, contrast_limits=contrast_limits)
-    seg = AutomaticSegmenter(model, **params)
+    seg = make_segmenter(model, **params)
     out = []
     for t in frames_todo:
         feats = None if store is None else store.get(int(t))
@@ -170,11 +202,14 @@ def blocks(n: int, size: int) -> list[list[int]]:
 class Runner:
     """Runs units through dask: local threads (``workers`` of them) by default, or the
     ``dask.distributed`` scheduler at ``scheduler``. :meth:`map` yields results in
-    submission order, keeping at most ``window`` units in flight (bounded memory)."""
+    submission order, keeping at most ``window`` units in flight (bounded memory). Each unit
+    gets ``models=``: this runner's :attr:`models` in local threads, the worker's own cache on
+    a cluster."""
 
-    def __init__(self, scheduler: str | None = None, workers: int = 1):
+    def __init__(self, scheduler: str | None = None, workers: int = 1, models: ModelCache | None = None):
         self.scheduler = scheduler
         self.workers = max(1, int(workers))
+        self.models = models if models is not None else ModelCache()
         self._client = None
         if scheduler:
             try:
@@ -192,7 +227,7 @@ class Runner:
         if self._client is not None:
             pending = []
             for args in arg_lists:
-                pending.append(self._client.submit(fn, *args, pure=False))
+                pending.append(self._client.submit(_on_worker, fn, *args, pure=False))
                 if len(pending) >= window:
                     yield pending.pop(0).result()
             for fut in pending:
@@ -202,13 +237,29 @@ class Runner:
 
         arg_lists = list(arg_lists)
         for s in range(0, len(arg_lists), window):
-            tasks = [dask.delayed(fn, pure=False)(*a) for a in arg_lists[s:s + window]]
+            tasks = [dask.delayed(fn, pure=False)(*a, models=self.models) for a in arg_lists[s:s + window]]
             yield from dask.compute(*tasks, scheduler="threads", num_workers=self.workers)
 
     def close(self) -> None:
         if self._client is not None:
             self._client.close()
             self._client = None
+
+
+_ATTACH = threading.Lock()  # guards giving a worker its cache (the caches themselves live on the workers)
+
+
+def _on_worker(fn, *args):
+    """Run a unit on a ``dask.distributed`` worker with that worker's own :class:`ModelCache`
+    (made on its first unit, freed with the worker)."""
+    from distributed import get_worker
+
+    worker = get_worker()
+    with _ATTACH:
+        models = getattr(worker, "napari_sam_models", None)
+        if models is None:
+            models = worker.napari_sam_models = ModelCache()
+    return fn(*args, models=models)
 
 
 # ---------------------------------------------------------------------------- what a command reads and writes
