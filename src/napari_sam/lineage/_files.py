@@ -1,0 +1,85 @@
+"""Writing a folder so that nothing half-written looks complete: into a temporary sibling
+folder first, renamed into place when complete. An existing folder is replaced only with
+``overwrite`` and only when it is recognised as one of ours (the caller's ``recognise``).
+
+:class:`PendingFolder` has the ``path`` / ``commit()`` / ``abort()`` of the project's other
+partial outputs, so several outputs can be committed together (``io.commit_together``)."""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Callable
+from pathlib import Path
+
+Recognise = Callable[[Path], "str | None"]  # None: recognised; else why not
+
+
+def _check(target: Path, overwrite: bool, recognise: Recognise, kind: str) -> None:
+    if not (target.exists() or target.is_symlink()):
+        return
+    if not target.is_dir():
+        raise FileExistsError(f"{target}: exists and is not a folder; choose another path for the {kind}")
+    if not any(target.iterdir()):
+        return
+    if not overwrite:
+        raise FileExistsError(f"{target}: folder exists and is not empty; pass overwrite=True "
+                              f"(--overwrite) to replace a {kind} there")
+    why = recognise(target)
+    if why is not None:
+        raise FileExistsError(f"{target}: not replaced, it is not a {kind} ({why}); choose another path")
+
+
+def _remove(p: Path) -> None:
+    if p.is_dir() and not p.is_symlink():
+        shutil.rmtree(p)
+    elif p.exists() or p.is_symlink():
+        p.unlink()
+
+
+class PendingFolder:
+    """A folder being written at ``tmp`` (``.NAME.PID.partial`` beside ``path``, new and empty)
+    that becomes ``path`` on :meth:`commit` (the target is checked again first) or disappears
+    on :meth:`abort`. Refusals (an existing target) raise FileExistsError at construction."""
+
+    def __init__(self, path, overwrite: bool, recognise: Recognise, kind: str):
+        self.path, self.overwrite, self.recognise, self.kind = Path(path), overwrite, recognise, kind
+        _check(self.path, overwrite, recognise, kind)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
+        if self.tmp.exists():  # left by a crashed run of this process id: ours by its name
+            _remove(self.tmp)
+        self.tmp.mkdir()
+
+    def commit(self) -> None:
+        try:
+            _check(self.path, self.overwrite, self.recognise, self.kind)
+            if self.path.exists() or self.path.is_symlink():
+                old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
+                _remove(old)
+                os.replace(self.path, old)
+                try:
+                    os.replace(self.tmp, self.path)
+                except BaseException:
+                    os.replace(old, self.path)  # put the old one back
+                    raise
+                _remove(old)
+            else:
+                os.replace(self.tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        shutil.rmtree(self.tmp, ignore_errors=True)
+
+
+def staged(path, overwrite: bool, recognise: Recognise, kind: str, fill: Callable[[Path], None]) -> PendingFolder:
+    """A :class:`PendingFolder` filled by ``fill(tmp)``, not committed; removed on any error."""
+    pending = PendingFolder(path, overwrite, recognise, kind)
+    try:
+        fill(pending.tmp)
+    except BaseException:
+        pending.abort()
+        raise
+    return pending

@@ -1,0 +1,54 @@
+"""Parameters of the lineage rules (divisions, gap closing, leaving the field); they are meant
+to join ``TrackingParams`` of the automatic tracker. Lengths in pixels, times in frames."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass
+class LineageParams:
+    """Defaults suit the generated time-lapse sample (nuclei of radius ~10 px, ~1-2 px/frame).
+
+    * ``divisions`` (True): look for divisions at all (False: a track never branches).
+    * ``split_min_area`` (25 px): a part of a mask smaller than this is debris, not a daughter.
+    * ``split_min_ratio`` (0.4): the smaller daughter has at least this share of the larger's
+      area ("comparable size"; a division gives two of about the same size).
+    * ``split_min_separation`` (2.0 px): the daughters' nearest pixels are at least this many
+      empty pixels apart (nearest pixel centres' distance minus 1); 0 accepts touching parts.
+    * ``split_min_cover`` (0.7): for a re-detection split, the share of each detection that
+      lies inside the mother's mask.
+    * ``max_gap`` (3 frames): a track missing for at most this many frames in a row can get
+      its id back; longer, it has ended.
+    * ``max_gap_distance`` (15 px): ... when it is found again within this distance of its
+      last centroid.
+    * ``leave_fraction`` (0.5): a mask touching the border that shrinks below this share of
+      the track's median area is a cell leaving the field: the track ends.
+    * ``border_margin`` (1 px): "touching the border" is having a pixel this close to the edge
+      (1: on the outermost row or column).
+    """
+
+    divisions: bool = True
+    split_min_area: int = 25
+    split_min_ratio: float = 0.4
+    split_min_separation: float = 2.0
+    split_min_cover: float = 0.7
+    max_gap: int = 3
+    max_gap_distance: float = 15.0
+    leave_fraction: float = 0.5
+    border_margin: int = 1
+
+    def __post_init__(self) -> None:
+        checks = [
+            (self.split_min_area >= 1, "split_min_area must be >= 1"),
+            (0 < self.split_min_ratio <= 1, "split_min_ratio must be in (0, 1]"),
+            (self.split_min_separation >= 0, "split_min_separation must be >= 0"),
+            (0 < self.split_min_cover <= 1, "split_min_cover must be in (0, 1]"),
+            (self.max_gap >= 0, "max_gap must be >= 0 (0: no gap closing)"),
+            (self.max_gap_distance > 0, "max_gap_distance must be > 0"),
+            (0 <= self.leave_fraction <= 1, "leave_fraction must be in [0, 1]"),
+            (self.border_margin >= 1, "border_margin must be >= 1"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ValueError(f"LineageParams: {message}")
