@@ -70,7 +70,7 @@ def test_a_model_that_does_not_track_segments_stacks_slice_by_slice(make_napari_
     model.can_track = False
     widget.set_model(model, "embedded (slice by slice)")
     assert widget.segmenter is not None and not widget.segmenter.video
-    assert not widget.actions.propagate() and "segments slice by slice" in widget.status.text()
+    assert not widget.video.propagate() and "segments slice by slice" in widget.status.text()
     assert not widget.automatic.track_everything()
     assert widget.automatic.segment_everything()
     wait_idle(qtbot, widget, timeout=300_000)

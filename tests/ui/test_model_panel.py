@@ -47,7 +47,7 @@ def test_load_custom_checkpoint_in_a_worker(sam, qtbot, tmp_path):
     viewer, open_widget = sam
     viewer.add_image(np.random.default_rng(0).random((64, 64)), name="img")
     w = open_widget(model=None)
-    assert w.segmenter is None and not w.embed_button.isEnabled()
+    assert w.segmenter is None and w.embeddings.embed_button.isEnabled()  # it would load the default model
     ref = build_model(model_info("sam2.1_hiera_tiny"))
     path = tmp_path / "tiny.pt"
     torch.save({"model": ref.state_dict()}, path)
@@ -58,6 +58,6 @@ def test_load_custom_checkpoint_in_a_worker(sam, qtbot, tmp_path):
     wait_idle(qtbot, w, timeout=300_000)
     assert w.model is not None and w.model.family == "sam2"
     assert "sam2.1_hiera_tiny" in w.model_panel.loaded.text() and "cpu" in w.model_panel.loaded.text()
-    assert w.segmenter is not None and w.embed_button.isEnabled()
+    assert w.segmenter is not None and w.embeddings.embed_button.isEnabled()
     sd = w.model.state_dict()
     assert all(torch.equal(sd[k], v) for k, v in ref.state_dict().items())

@@ -42,7 +42,7 @@ def test_each_sample_click_and_box(sam, qtbot, tiny_sam2, key, ndim, video):
     for layer in (w.labels_layer, w.points_layer, w.shapes_layer):
         assert layer is not None and np.allclose(layer.scale, img.scale) and layer.ndim == ndim
     assert w.labels_layer.data.shape == img.data.shape
-    assert w.video_box.isEnabled() == video
+    assert w.video.isEnabled() == video
     assert "Segment Anything (napari-sam)" in viewer.window.dock_widgets
 
     lead = [7] * (ndim - 2)
@@ -127,7 +127,7 @@ def test_rgb_and_single_channel(sam, qtbot, tiny_sam2):
     assert np.array_equal(w.labels_layer.data == 1, want)
 
     # one channel of the two-channel image
-    w.image_combo.set_layer(viewer.layers["cyto"])
+    w.layers.image_combo.set_layer(viewer.layers["cyto"])
     assert w.labels_layer.name == "cyto SAM labels"
     w.points_layer.add([70, 90])
     wait_idle(qtbot, w)
@@ -143,7 +143,7 @@ def test_scaled_and_translated_layers(sam, qtbot, tiny_sam2):
     viewer.add_image(s.image, name="img", scale=(0.5, 0.25), translate=(10.0, -3.0))
     user_pts = viewer.add_points(np.empty((0, 2)), name="my clicks", scale=(1.0, 1.0))
     w = open_widget()
-    w.points_combo.set_layer(user_pts)
+    w.layers.points_combo.set_layer(user_pts)
     assert w.points_layer is user_pts and "object" in user_pts.features
     row, col = 40, 100  # the image pixel we mean
     world = np.array([10.0 + 0.5 * row, -3.0 + 0.25 * col])
@@ -164,7 +164,7 @@ def test_scaled_stack_prompts_land_on_the_right_slice(sam, qtbot):
     viewer.add_image(s.image, name="stack", scale=(2.0, 0.5, 0.5), translate=(4.0, 0.0, 1.0))
     iso = viewer.add_points(np.empty((0, 3)), ndim=3, name="iso clicks", scale=(1.0, 1.0, 1.0))
     w = open_widget()
-    w.points_combo.set_layer(iso)
+    w.layers.points_combo.set_layer(iso)
     z, row, col = 6, 30, 50  # the voxel we mean
     world = np.array([4.0 + 2.0 * z, 0.5 * row, 1.0 + 0.5 * col])
     viewer.dims.set_current_step(0, z)
@@ -199,7 +199,7 @@ def test_keep_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):
     assert np.array_equal(lab.data[block], before[block])  # 7 untouched
     after_first = lab.data.copy()
 
-    w.overwrite_check.setChecked(True)
+    w.objects.overwrite_check.setChecked(True)
     w.points_layer.add([100, 121])  # re-predict object 8 with overwrite on
     wait_idle(qtbot, w)
     want2 = engine_mask(tiny_sam2, s.image, np.array([[120.0, 100.0], [121.0, 100.0]]), np.array([1, 1]))
@@ -288,8 +288,8 @@ def test_sam1_model_segments_slices_without_propagation(sam, qtbot):
     s = synthetic.nuclei_3d(shape=(6, 80, 96), seed=7)
     viewer.add_image(s.image, name="stack")
     w = open_widget(model=model)
-    assert not w.video_box.isEnabled() and "SAM 2" in w.video_box.toolTip()
-    assert not w.actions.propagate()
+    assert not w.video.isEnabled() and "SAM 2" in w.video.toolTip()
+    assert not w.video.propagate()
     viewer.dims.set_current_step(0, 3)
     w.points_layer.add([3, 40, 50])
     wait_idle(qtbot, w)
@@ -309,7 +309,7 @@ def test_labels_layer_of_another_shape_is_refused(sam, qtbot):
     viewer.add_image(s.image, name="img")
     other = viewer.add_labels(np.zeros((50, 50), np.int32), name="small")
     w = open_widget()
-    w.labels_combo.set_layer(other)
+    w.layers.labels_combo.set_layer(other)
     w.points_layer.add([40, 40])
     wait_idle(qtbot, w)
     assert not other.data.any() and "has shape (50, 50)" in w.status.text()

@@ -93,7 +93,7 @@ def test_keeps_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):
     lab.undo()
     assert np.array_equal(lab.data, before)
 
-    w.overwrite_check.setChecked(True)
+    w.objects.overwrite_check.setChecked(True)
     w.automatic.segment_button.click()
     wait_idle(qtbot, w)
     over = np.where(want > 0, want + 7, before)
@@ -105,7 +105,7 @@ def test_keeps_other_labels_overwrite_and_undo(sam, qtbot, tiny_sam2):
 
     # ids never collide with prompted objects either: a click's object is reserved
     lab.undo()
-    w.overwrite_check.setChecked(False)
+    w.objects.overwrite_check.setChecked(False)
     w.set_object(20)
     w.points_layer.add([5, 120])
     wait_idle(qtbot, w)
@@ -125,9 +125,9 @@ def cancel_at(w, monkeypatch, step):
     def progress(done, total=None):
         report(done, total)
         if done >= step and not seen:
-            seen.append((done, w.progress.maximum()))
-            assert w.cancel_button.isEnabled()
-            w.cancel_button.click()
+            seen.append((done, w.embeddings.progress.maximum()))
+            assert w.embeddings.cancel_button.isEnabled()
+            w.embeddings.cancel_button.click()
 
     monkeypatch.setattr(w.runner, "progress", progress)
     return seen
@@ -143,7 +143,7 @@ def test_cancel_leaves_labels_untouched(sam, qtbot, tiny_sam2, monkeypatch):
     w.automatic.segment_button.click()
     wait_idle(qtbot, w)
     assert seen == [(1, 18)]  # cancelled after the first of 18 point batches
-    assert "cancelled" in w.status.text() and w.progress.isHidden()
+    assert "cancelled" in w.status.text() and w.embeddings.progress.isHidden()
     assert np.array_equal(lab.data, before)
     assert w.automatic.stats["segmented"] == 0
 
@@ -177,7 +177,7 @@ def test_stack_segment_slice_and_track_everything(sam, qtbot, tiny_sam2, monkeyp
     lab.data[0, :5, :5] = 1  # a label of the user: kept, and automatic ids start at 2
     lab.refresh()
     before = lab.data.copy()
-    w.tracks_check.setChecked(True)
+    w.video.tracks_check.setChecked(True)
     w.automatic.track_button.click()
     wait_idle(qtbot, w)
     assert np.array_equal(lab.data, np.where(before > 0, before, np.where(want > 0, want + 1, 0)))
@@ -191,17 +191,22 @@ def test_stack_segment_slice_and_track_everything(sam, qtbot, tiny_sam2, monkeyp
     assert sorted({int(o) for o in data[:, 0]}) == sorted(int(i) for i in np.unique(lab.data) if i)
     for obj, t, *centre in data[:: max(1, len(data) // 7)]:
         assert np.allclose(centre, np.argwhere(lab.data[int(t)] == obj).mean(0))
-    w.tracks_check.setChecked(False)
+    w.video.tracks_check.setChecked(False)
     lab.undo()  # the whole stack in one step
     assert np.array_equal(lab.data, before)
 
-    # cancel part-way: nothing written
+    # cancel part-way: the finished frames are kept (written as they came), one undo step
     seen = cancel_at(w, monkeypatch, 2)
     w.automatic.track_button.click()
     wait_idle(qtbot, w)
     assert seen == [(2, 6)]
     assert "cancelled" in w.status.text()
     assert w.automatic.stats["tracked_frames"] >= 8  # frames already made may still arrive
+    done = w.automatic.stats["tracked_frames"] - 6
+    expect = np.where(before > 0, before, np.where(want > 0, want + 1, 0))
+    assert np.array_equal(lab.data[:done], expect[:done])
+    assert np.array_equal(lab.data[done:], before[done:])
+    lab.undo()
     assert np.array_equal(lab.data, before)
 
 
@@ -228,7 +233,8 @@ def test_remove_layer_or_close_mid_run(sam, qtbot, monkeypatch, what):
     qtbot.waitUntil(lambda: runner.long_worker is None and runner.long_job is None, timeout=60_000)
     qtbot.wait(50)
     assert w.last_error is None
-    assert not labels.data.any()  # nothing written
+    # the frames finished before (written as they came) stay, nothing after
+    assert labels.data[:2].any() and not labels.data[2:].any()
     if what == "image":
         assert w.segmenter is None and "cancelled" in w.status.text()
     if what == "widget":

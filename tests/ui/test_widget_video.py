@@ -58,9 +58,9 @@ def test_stack_3d_propagate_both(sam, qtbot, tiny_sam2):
     image = w.image_layer.data
     click(w, viewer, [16, 80, 80])
     wait_idle(qtbot, w)
-    w.direction_combo.setCurrentText("both")
+    w.video.direction_combo.setCurrentText("both")
     with Heartbeat() as hb:
-        assert w.actions.propagate()
+        assert w.video.propagate()
         wait_idle(qtbot, w)
     print(f"\nlongest UI stall during 3D propagation: {hb.max_gap * 1000:.0f} ms")
     assert hb.max_gap < MAX_STALL_S
@@ -71,9 +71,9 @@ def test_stack_3d_propagate_both(sam, qtbot, tiny_sam2):
         assert_writer_contract(lab[f], want[f])
         assert np.array_equal(lab[f] == 1, want[f][1]), f
     absent = [f for f in range(32) if not want[f][1].any() or scores.get(f, {}).get(1, 1.0) <= 0]
-    assert w.actions.invisible_frames(1) == absent
+    assert w.state.invisible_frames(1) == absent
     if absent:
-        assert "object 1: not visible on slices" in w.visibility.text()
+        assert "object 1: not visible on slices" in w.video.visibility.text()
 
 
 def test_timelapse_correction_repropagate(sam, qtbot, tiny_sam2):
@@ -85,8 +85,8 @@ def test_timelapse_correction_repropagate(sam, qtbot, tiny_sam2):
     w.new_object()
     click(w, viewer, [0, 190, 180])
     wait_idle(qtbot, w)
-    w.direction_combo.setCurrentText("forward")
-    assert w.actions.propagate()
+    w.video.direction_combo.setCurrentText("forward")
+    assert w.video.propagate()
     wait_idle(qtbot, w)
     before = w.labels_layer.data.copy()
     # a correction on frame 12: a background click for object 1, then re-track from there
@@ -94,8 +94,8 @@ def test_timelapse_correction_repropagate(sam, qtbot, tiny_sam2):
     w.set_positive(False)
     click(w, viewer, [12, 70, 80])
     wait_idle(qtbot, w)
-    assert w.actions.last_edit == {(): 12}
-    assert w.actions.propagate()
+    assert w.state.last_edit == {(): 12}
+    assert w.video.propagate()
     wait_idle(qtbot, w)
     steps = [
         ("prompt", 0, 1, [[70, 60]], [1]),
@@ -122,23 +122,23 @@ def test_cancel_and_close_mid_run(sam, qtbot, tiny_sam2):
     want, _ = direct_session(tiny_sam2, s.image, [("prompt", 0, 1, [[64, 64]], [1]), ("propagate", "forward", 0)])
 
     # Cancel: stops between slices, keeps the finished ones
-    assert w.actions.propagate("forward")
-    qtbot.waitUntil(lambda: w.actions.stats["propagated_frames"] >= 3, timeout=60_000)
-    assert w.cancel_button.isEnabled()
-    w.cancel_button.click()
+    assert w.video.propagate("forward")
+    qtbot.waitUntil(lambda: w.video.stats["propagated_frames"] >= 3, timeout=60_000)
+    assert w.embeddings.cancel_button.isEnabled()
+    w.embeddings.cancel_button.click()
     wait_idle(qtbot, w)
     lab = w.labels_layer.data
-    done = w.actions.stats["propagated_frames"]
+    done = w.video.stats["propagated_frames"]
     assert 3 <= done < 20 and "cancelled" in w.status.text()
     for f in range(done):
         assert np.array_equal(lab[f] == 1, want[f][1])
     assert not lab[done:].any()
 
     # closing the widget mid-run: the worker stops, no exception, no half-written slice
-    w.actions.last_edit[()] = 0
-    assert w.actions.propagate("forward")
-    start = w.actions.stats["propagated_frames"]
-    qtbot.waitUntil(lambda: w.actions.stats["propagated_frames"] >= start + 2, timeout=60_000)
+    w.state.last_edit[()] = 0
+    assert w.video.propagate("forward")
+    start = w.video.stats["propagated_frames"]
+    qtbot.waitUntil(lambda: w.video.stats["propagated_frames"] >= start + 2, timeout=60_000)
     runner = w.runner
     viewer.window.remove_dock_widget(w)
     assert w._closed
@@ -159,13 +159,13 @@ def test_remove_layer_mid_run(sam, qtbot, which):
     w = open_widget()
     click(w, viewer, [0, 64, 64])
     wait_idle(qtbot, w)
-    assert w.actions.propagate("forward")
-    qtbot.waitUntil(lambda: w.actions.stats["propagated_frames"] >= 2, timeout=60_000)
+    assert w.video.propagate("forward")
+    qtbot.waitUntil(lambda: w.video.stats["propagated_frames"] >= 2, timeout=60_000)
     labels = w.labels_layer
     viewer.layers.remove(w.image_layer if which == "image" else labels)
     qtbot.waitUntil(lambda: not w.runner.busy, timeout=60_000)
     assert w.last_error is None
-    assert w.actions.stats["propagated_frames"] < 20
+    assert w.video.stats["propagated_frames"] < 20
     if which == "image":
         assert w.segmenter is None
     written = [f for f in range(20) if labels.data[f].any()]
@@ -187,23 +187,23 @@ def test_embeddings_progress_cancel_resume_reuse(sam, qtbot, tiny_sam2):
         assert store.has(5) and len(store.missing()) == 23 and len(encoded) == 1
 
         # cancel part-way: what is stored stays
-        assert w.actions.compute_embeddings()
-        assert not w.progress.isHidden() and w.cancel_button.isEnabled()
+        assert w.embeddings.compute()
+        assert not w.embeddings.progress.isHidden() and w.embeddings.cancel_button.isEnabled()
         qtbot.waitUntil(lambda: len(encoded) >= 4, timeout=60_000)
-        w.cancel_button.click()
+        w.embeddings.cancel_button.click()
         wait_idle(qtbot, w)
         left = len(store.missing())
-        assert 0 < left < 22 and "Cancelled" in w.embed_info.text()
+        assert 0 < left < 22 and "Cancelled" in w.embeddings.embed_info.text()
 
         # resume: only the missing slices are encoded; the UI keeps breathing
         n0 = len(encoded)
         with Heartbeat() as hb:
-            assert w.actions.compute_embeddings()
+            assert w.embeddings.compute()
             wait_idle(qtbot, w)
         print(f"\nlongest UI stall while embedding {left} slices: {hb.max_gap * 1000:.0f} ms")
         assert hb.max_gap < MAX_STALL_S
         assert store.is_complete() and len(encoded) - n0 == left
-        assert "24 / 24 slices embedded" in w.embed_info.text() and w.progress.isHidden()
+        assert "24 / 24 slices embedded" in w.embeddings.embed_info.text() and w.embeddings.progress.isHidden()
 
         # the same data opened again (new layer, new widget): the cache is reused
         viewer.window.remove_dock_widget(w)
@@ -211,7 +211,7 @@ def test_embeddings_progress_cancel_resume_reuse(sam, qtbot, tiny_sam2):
         viewer.add_image(s.image.copy(), name="stack again", scale=s.scale)
         w2 = open_widget()
         n1 = len(encoded)
-        assert w2.actions.compute_embeddings()
+        assert w2.embeddings.compute()
         wait_idle(qtbot, w2)
         assert len(encoded) == n1
         assert w2.segmenter.store(()).path == store.path
@@ -224,11 +224,11 @@ def test_4d_pick_video_axis(sam, qtbot, tiny_sam2):
     vol = np.stack([synthetic.nuclei_3d(shape=(6, 96, 96), n_objects=8, seed=t).image for t in range(5)])
     viewer.add_image(vol, name="tzyx", scale=(1.0, 2.0, 1.0, 1.0))
     w = open_widget()
-    assert w.axis_combo.count() == 2 and w.axis_combo.isEnabled()
-    w.axis_combo.setCurrentIndex(0)  # video along t, one stack per z
+    assert w.layers.axis_combo.count() == 2 and w.layers.axis_combo.isEnabled()
+    w.layers.axis_combo.setCurrentIndex(0)  # video along t, one stack per z
     click(w, viewer, [1, 3, 48, 48])
     wait_idle(qtbot, w)
-    assert w.actions.propagate("both")
+    assert w.video.propagate("both")
     wait_idle(qtbot, w)
     lab = w.labels_layer.data
     want, _ = direct_session(tiny_sam2, vol[:, 3], [("prompt", 1, 1, [[48, 48]], [1]), ("propagate", "both", 1)])
@@ -237,11 +237,11 @@ def test_4d_pick_video_axis(sam, qtbot, tiny_sam2):
     others = np.delete(lab, 3, axis=1)
     assert not others.any()
 
-    w.axis_combo.setCurrentIndex(1)  # video along z, one stack per t
+    w.layers.axis_combo.setCurrentIndex(1)  # video along z, one stack per t
     w.new_object()
     click(w, viewer, [2, 2, 30, 60])
     wait_idle(qtbot, w)
-    assert w.actions.propagate("both")
+    assert w.video.propagate("both")
     wait_idle(qtbot, w)
     want2, _ = direct_session(tiny_sam2, vol[2], [("prompt", 2, 2, [[60, 30]], [1]), ("propagate", "both", 2)])
     for z in range(6):
@@ -260,9 +260,9 @@ def test_tracks_layer(sam, qtbot):
     w.new_object()
     click(w, viewer, [0, 90, 90])
     wait_idle(qtbot, w)
-    assert w.actions.propagate("forward")
+    assert w.video.propagate("forward")
     wait_idle(qtbot, w)
-    w.tracks_check.setChecked(True)
+    w.video.tracks_check.setChecked(True)
     tracks = [lay for lay in viewer.layers if isinstance(lay, Tracks)]
     assert len(tracks) == 1
     data = tracks[0].data
@@ -277,5 +277,5 @@ def test_tracks_layer(sam, qtbot):
     for obj in (1, 2):
         i = np.flatnonzero(data[:, 0] == obj)[0]
         assert np.allclose(tracks[0].track_colors[i], w.labels_layer.get_color(obj), atol=1e-6)
-    w.tracks_check.setChecked(False)
+    w.video.tracks_check.setChecked(False)
     assert not tracks[0].visible

@@ -1,19 +1,19 @@
 """The widget's "Automatic" section: segment everything on the shown slice, track everything
 through a stack (SAM 2).
 
-The engine does the work (:class:`~napari_sam.engine.automatic.AutomaticSegmenter`,
-:class:`~napari_sam.engine.auto_tracking.AutoTracker`), in the widget's long-job lane (one
+The application layer does the work (the session's ``segment_everything`` /
+``track_everything``, :mod:`napari_sam.app`), in the widget's long-job lane (one
 long job at a time, progress bar, Cancel). Both read the image through the widget's
 :class:`~.segmenter.Segmenter`: its embedding store's features (computed once, reused by the
-clicks) and contrast limits. Nothing is written until a run is complete: a cancelled run
-leaves the Labels layer as it was. Results go through :func:`.labels_writer.write_labels`
-as ONE undo step, with ids shifted past every id in use (labels in the layer, prompted
-objects), and respect "Overwrite existing labels": off, only empty pixels are painted.
+clicks) and contrast limits. Segment everything writes its slice when it is done (a
+cancelled run leaves the Labels layer as it was); Track everything writes each frame as it
+is tracked, as Propagate does, the whole run ONE undo step (:class:`~.undo_step.LiveUndoStep`:
+the user may paint meanwhile and keeps it; a cancelled run keeps the finished frames), and
+turns Show tracks on. Ids are shifted past every id in use (labels in the layer, prompted
+objects); "Overwrite existing labels" off: only empty pixels are painted.
 """
 
 from __future__ import annotations
-
-from typing import TYPE_CHECKING
 
 import numpy as np
 from qtpy.QtCore import Signal
@@ -27,12 +27,14 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
+from napari_sam.app.automatic import auto_params
+from napari_sam.app.ids import id_limit, next_free_id, shift_ids, shift_past
+
 from . import labels_writer as lw
 from .segmenter import no_tracking
+from .state import BUSY, WidgetState
+from .undo_step import LiveUndoStep
 from .workers import Job
-
-if TYPE_CHECKING:  # pragma: no cover
-    from .widget import SamWidget
 
 
 TRACK_TIP = ("Segment everything on the first slice, track every object through the stack (SAM 2), "
@@ -41,12 +43,6 @@ TRACK_TIP = ("Segment everything on the first slice, track every object through 
 
 class Cancelled(Exception):
     """Raised from an engine progress callback to stop a cancelled run."""
-
-
-def shift_ids(labels: np.ndarray, offset: int) -> np.ndarray:
-    """Automatic ids 1..n -> offset+1..offset+n (0 stays background), as int64."""
-    labels = np.asarray(labels, dtype=np.int64)
-    return np.where(labels > 0, labels + int(offset), 0)
 
 
 class AutomaticPanel(QGroupBox):
@@ -58,12 +54,12 @@ class AutomaticPanel(QGroupBox):
 
     _step = Signal(object, int, int)  # (job, done, total), emitted from a worker thread
 
-    def __init__(self, widget: SamWidget):
+    def __init__(self, state: WidgetState):
         super().__init__("Automatic")
         from napari_sam.engine.auto_tracking import TrackingParams
         from napari_sam.engine.automatic import AutomaticParams
 
-        self.w = widget
+        self.state = state
         self.extra_params: dict = {}
         self.last_ids: list[int] = []  # ids the last completed run wrote
         self.stats = {"segmented": 0, "tracked_frames": 0}
@@ -113,14 +109,13 @@ class AutomaticPanel(QGroupBox):
         self.segment_button.clicked.connect(lambda *_: self.segment_everything())
         self.track_button.clicked.connect(lambda *_: self.track_everything())
         self._step.connect(self._on_step)
+        state.segmenter_changed.connect(self.update_enabled)
         self.update_enabled()
 
     # ------------------------------------------------------------------ parameters
     def use_defaults_of(self, model) -> None:
-        """Set the controls to the defaults for ``model`` (``AutomaticParams.for_model``)."""
-        from napari_sam.engine.automatic import AutomaticParams
-
-        a = AutomaticParams.for_model(model)
+        """Set the controls to the defaults for ``model`` (the application layer's ``auto_params``)."""
+        a = auto_params(model)
         self.points_spin.setValue(a.points_per_side)
         self.iou_spin.setValue(a.pred_iou_thresh)
         self.stability_spin.setValue(a.stability_score_thresh)
@@ -145,9 +140,9 @@ class AutomaticPanel(QGroupBox):
 
         return TrackingParams(every=self.every_spin.value(), min_area=self.min_area_spin.value())
 
-    def update_enabled(self) -> None:
+    def update_enabled(self, *_) -> None:
         """Follow the widget's engine: segment needs a model and image, track a SAM 2 stack."""
-        seg = getattr(self.w, "segmenter", None)
+        seg = self.state.segmenter
         self.segment_button.setEnabled(seg is not None)
         video = seg is not None and seg.video
         self.track_button.setEnabled(video)
@@ -157,9 +152,9 @@ class AutomaticPanel(QGroupBox):
     # ------------------------------------------------------------------ actions
     def segment_everything(self) -> bool:
         """Segment the slice the viewer shows; the labels are written when it is done."""
-        w, seg = self.w, self.w.segmenter
+        w, seg = self.state, self.state.segmenter
         if seg is None:
-            w.status.setText("Load a model and choose an image first.")
+            w.set_status("Load a model and choose an image first.")
             return False
         labels = w.writable_labels()
         if labels is None:
@@ -167,7 +162,7 @@ class AutomaticPanel(QGroupBox):
         try:
             params = self.params()
         except ValueError as exc:
-            w.status.setText(f"Segment everything: {exc}")
+            w.set_status(f"Segment everything: {exc}")
             return False
         key, frame = w.current_key()
         lead = seg.geometry.join(key, frame)
@@ -178,25 +173,15 @@ class AutomaticPanel(QGroupBox):
             self._step.emit(job, done, total)
 
         def run():
-            from napari_sam.engine.automatic import AutomaticSegmenter
-
             try:
-                with seg.lock:
-                    if seg.closed:
-                        return None
-                    store = seg.store(key)
-                    feats = store.get(frame)
-                    image = store.frames[frame]
-                    return AutomaticSegmenter(seg.model, params).generate(
-                        image, contrast_limits=store.contrast_limits, features=feats, progress=progress)
+                return seg.segment_everything(key, frame, params, progress=progress)
             except Cancelled:
                 return None
             yield  # a generator, like every job
 
         def done(result, aborted):
-            w.actions.labels_in_use = None
             if aborted or result is None:
-                w.status.setText("Segment everything cancelled: the labels are unchanged.")
+                w.set_status("Segment everything cancelled: the labels are unchanged.")
                 return
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 return
@@ -204,14 +189,15 @@ class AutomaticPanel(QGroupBox):
             if self._write(labels, {lead: result}, f"Segment everything{where}"):
                 self.stats["segmented"] += 1
 
-        job = Job(run, on_done=done, total=1, exclusive=True, desc="Segmenting everything")
-        return self._submit(job, labels, "Segmenting everything …")
+        job = Job(run, on_done=done, total=1, exclusive=True, desc="Segmenting everything", meta={"labels": labels})
+        return self._submit(job, "Segmenting everything …")
 
     def track_everything(self) -> bool:
-        """Track every object through the current stack (SAM 2), written when complete."""
-        w, seg = self.w, self.w.segmenter
+        """Track every object through the current stack (SAM 2); each frame is written as it
+        is done, the whole run one undo step."""
+        w, seg = self.state, self.state.segmenter
         if seg is None or not seg.video:
-            w.status.setText(no_tracking("Track everything"))
+            w.set_status(no_tracking("Track everything"))
             return False
         labels = w.writable_labels()
         if labels is None:
@@ -219,99 +205,116 @@ class AutomaticPanel(QGroupBox):
         try:
             params, tparams = self.params(), self.tracking_params()
         except ValueError as exc:
-            w.status.setText(f"Track everything: {exc}")
+            w.set_status(f"Track everything: {exc}")
             return False
         key, _ = w.current_key()
         n = seg.geometry.n_frames
-        results: dict[int, np.ndarray] = {}
+        offset = self._offset(labels)
+        limit = id_limit(labels.data.dtype)
+        overwrite = w.overwrite
+        step = LiveUndoStep(labels, w.ownership)  # the whole run: one undo step
+        written: set[int] = set()  # frames written
+        ids: set[int] = set()
+        too_many: list[int] = []
 
         def check(done, total):
             if job.cancel.is_set() or seg.closed:
                 raise Cancelled
 
         def run():
-            from napari_sam.engine.auto_tracking import AutoTracker
-            from napari_sam.engine.automatic import AutomaticSegmenter
-
-            with seg.lock:
-                store = seg.store(key)
-                limits = store.contrast_limits
-                auto = AutomaticSegmenter(seg.model, params)
-
-                def detect(t, frame):  # the tracker's own detector, made cancellable
-                    return auto.generate(frame, contrast_limits=limits, features=store.get(t), progress=check)
-
-                tracker = AutoTracker(seg.model, tparams, detect=detect, segmenter=auto)
-                steps = tracker.run(seg.frames[key], embeddings=store, contrast_limits=limits)
             try:
-                while not (seg.closed or job.cancel.is_set()):
-                    with seg.lock:
-                        item = next(steps, None)
-                    if item is None:
-                        return tracker
-                    yield item
+                return (yield from seg.track_everything(key, params, tparams, progress=check, stop=job.cancel.is_set))
             except Cancelled:
                 return None
-            finally:
-                with seg.lock:
-                    steps.close()
-            return None
 
         def on_yield(item):
             t, lab = item
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 w.runner.cancel_long()
                 return
-            results[int(t)] = lab
-            self.stats["tracked_frames"] += 1
-            w.runner.progress(len(results))
-
-        def done(tracker, aborted):
-            w.actions.labels_in_use = None
-            if aborted or tracker is None or len(results) != n:
-                w.status.setText("Track everything cancelled: the labels are unchanged.")
+            top = int(np.max(lab, initial=0))
+            if offset + top > limit:
+                too_many.append(offset + top)
+                w.runner.cancel_long()
                 return
+            lead = seg.geometry.join(key, int(t))
+            lw.write_labels(labels, {lead: shift_ids(lab, offset)}, overwrite=overwrite, ownership=w.ownership, live=step)
+            plane = np.asarray(labels.data[lead] if lead else labels.data)
+            ids.update(int(i) for i in np.unique(plane) if i > offset)
+            written.add(int(t))
+            self.stats["tracked_frames"] += 1
+            w.runner.progress(len(written))
+
+        def finish(message: str) -> None:
+            w.steps.close(step)
+            self.last_ids = sorted(ids)
+            w.set_status(message)
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 return
-            slices = {seg.geometry.join(key, t): lab for t, lab in sorted(results.items())}
-            if self._write(labels, slices, f"Track everything over {n} slices") and w.tracks_check.isChecked():
-                w.actions.update_tracks()
+            if w.current_object in ids:  # new clicks must not edit an automatic object by accident
+                w.new_object()
+            if written:
+                w.show_tracks.emit(True)  # what the run is for: the tracks (and a redraw)
+                w.labels_written.emit()
 
-        job = Job(run, on_yield=on_yield, on_done=done, total=n, exclusive=True, desc="Tracking everything")
-        return self._submit(job, labels, "Tracking everything …")
+        def done(tracker, aborted):
+            span = f" (labels {min(ids)}–{max(ids)})" if ids else ""
+            if too_many:
+                finish(f"Track everything stopped: ids up to {too_many[0]} do not fit the Labels layer's "
+                       f"{labels.data.dtype}; use a new labels layer. Finished slices are kept.")
+            elif aborted or tracker is None or len(written) != n:
+                finish(f"Track everything cancelled: {len(written)} finished slices are kept{span}.")
+            else:
+                finish(f"Track everything over {n} slices: {len(ids)} objects{span}. Ctrl+Z on the Labels layer takes it back.")
+
+        def failed(exc):
+            w.steps.close(step)
+            w.show_error(exc)
+
+        job = Job(run, on_yield=on_yield, on_done=done, on_error=failed, total=n, exclusive=True,
+                  desc="Tracking everything", meta={"labels": labels})
+        if not self._submit(job, "Tracking everything …"):
+            return False
+        w.steps.add(step)
+        return True
 
     # ------------------------------------------------------------------ internals
-    def _submit(self, job: Job, labels, message: str) -> bool:
-        w = self.w
-        if not w.runner.submit_long(job):
-            w.status.setText("Busy: wait for the running job or cancel it.")
+    def _submit(self, job: Job, message: str) -> bool:
+        if not self.state.runner.submit_long(job):
+            self.state.set_status(BUSY)
             return False
-        w.actions.labels_in_use = labels
-        w.status.setText(message)
+        self.state.set_status(message)
         return True
 
     def _on_step(self, job, done, total) -> None:
-        if self.w.runner.long_job is job:
-            self.w.runner.progress(done, total)
+        if self.state.runner.long_job is job:
+            self.state.runner.progress(done, total)
+
+    def _first_free(self, labels) -> int:
+        """Automatic ids start above every id in use (`labels` may no longer be the chosen layer)."""
+        return max(self.state.next_free_object(), next_free_id(labels.data))
+
+    def _offset(self, labels) -> int:
+        return self._first_free(labels) - 1
 
     def _write(self, labels, slices: dict, what: str) -> bool:
         """Shift the automatic ids past every id in use now, then write (one undo step)."""
-        w = self.w
-        offset = max(w.next_free_object(), lw.next_free_id(labels)) - 1  # `labels` may no longer be the chosen layer
-        top = max((int(np.max(lab, initial=0)) for lab in slices.values()), default=0)
-        limit = np.iinfo(labels.data.dtype).max if np.issubdtype(labels.data.dtype, np.integer) else 2**31 - 1
-        if offset + top > limit:
-            w.status.setText(f"{what}: ids up to {offset + top} do not fit the Labels layer's {labels.data.dtype}; use a new labels layer.")
+        w = self.state
+        offset = self._offset(labels)
+        try:
+            shifted = shift_past(slices, offset + 1, labels.data.dtype)
+        except ValueError as exc:
+            w.set_status(f"{what}: {exc}.")
             return False
-        shifted = {lead: shift_ids(lab, offset) for lead, lab in slices.items()}
-        lw.write_labels(labels, shifted, overwrite=w.overwrite_check.isChecked(), ownership=w.ownership)
+        lw.write_labels(labels, shifted, overwrite=w.overwrite, ownership=w.ownership)
         ids: set[int] = set()
         for lead in shifted:
             plane = np.asarray(labels.data[lead] if lead else labels.data)
             ids.update(int(i) for i in np.unique(plane) if i > offset)
         self.last_ids = sorted(ids)
         span = f" (labels {self.last_ids[0]}–{self.last_ids[-1]})" if ids else ""
-        w.status.setText(f"{what}: {len(ids)} objects{span}. Ctrl+Z on the Labels layer takes it back.")
+        w.set_status(f"{what}: {len(ids)} objects{span}. Ctrl+Z on the Labels layer takes it back.")
         if w.current_object in ids:  # new clicks must not edit an automatic object by accident
             w.new_object()
+        w.labels_written.emit()
         return True

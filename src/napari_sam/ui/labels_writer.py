@@ -17,7 +17,6 @@ from __future__ import annotations
 import contextlib
 
 import numpy as np
-from scipy import ndimage as ndi
 
 
 def _full_index(lead: tuple[int, ...], mask: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -86,15 +85,17 @@ def write_masks(layer, lead: tuple[int, ...], masks: dict[int, np.ndarray], over
     return held
 
 
-def write_labels(layer, slices: dict[tuple[int, ...], np.ndarray], overwrite: bool = False, ownership=None) -> int:
+def write_labels(layer, slices: dict[tuple[int, ...], np.ndarray], overwrite: bool = False, ownership=None,
+                 live=None) -> int:
     """Paint whole labels images (automatic results) into 2D slices: ``slices`` maps a
     slice's leading index to an (H, W) labels image whose non-zero pixels are written.
 
     Without ``overwrite`` only free pixels (0) are written, so labels already there are
     kept; with it the new labels paint over them. Every slice of the call forms ONE undo
-    step. The ids must be new to the layer (see :func:`next_free_id`). The pixels written
+    step. The ids must be new to the layer (see :func:`napari_sam.app.ids.next_free_id`). The pixels written
     become the widget's in ``ownership`` (a click may then correct an automatic object).
-    Returns the pixels written.
+    ``live``: a :class:`~.undo_step.LiveUndoStep` to write into (shown at once, part of
+    that step: a run that writes frame after frame). Returns the pixels written.
     """
     planes = {}
     for lead, labels in slices.items():
@@ -105,11 +106,15 @@ def write_labels(layer, slices: dict[tuple[int, ...], np.ndarray], overwrite: bo
         planes[lead] = (labels, plane)
     owned = ownership.of(layer) if ownership is not None else None
     written = 0
-    with _writing(layer, ownership, None):
+    with _writing(layer, ownership, live):
         for lead, (labels, plane) in planes.items():
             take = (labels != 0) & (plane != labels) if overwrite else (labels != 0) & (plane == 0)
             if take.any():
-                layer.data_setitem(_full_index(lead, take), labels[take].astype(plane.dtype))
+                if live is None:
+                    layer.data_setitem(_full_index(lead, take), labels[take].astype(plane.dtype))
+                else:
+                    for value in np.unique(labels[take]):
+                        live.put(lead, take & (labels == value), int(value))
                 written += int(np.count_nonzero(take))
                 if owned is not None:
                     owned.claim(lead, np.flatnonzero(take), labels.reshape(-1)[np.flatnonzero(take)])
@@ -130,29 +135,3 @@ def clear_object(layer, lead: tuple[int, ...], obj: int, ownership=None) -> int:
         with _writing(layer, ownership, None):
             layer.data_setitem(_full_index(lead, mine), 0)
     return n
-
-
-def next_free_id(layer, used=()) -> int:
-    """One more than the largest id in the layer or in ``used``."""
-    top = int(np.max(layer.data)) if layer is not None and np.size(layer.data) else 0
-    return max([top, *[int(u) for u in used]]) + 1
-
-
-def centroid_tracks(labels: np.ndarray, objects=None, video_axis: int = 0) -> np.ndarray:
-    """Napari Tracks data for ``objects`` (``None``: every label in ``labels``): rows
-    (object, frame, *centroid) with the centroid over every other axis of the frame (e.g.
-    (y, x), or (z, y, x) of a 4D layer), in the labels' data coordinates. Frames where an
-    object is absent are skipped."""
-    wanted = None if objects is None else {int(o) for o in objects}
-    data = np.moveaxis(np.asarray(labels), video_axis, 0)
-    rows = []
-    for t, vol in enumerate(data):
-        ids = [int(o) for o in np.unique(vol) if o != 0]
-        present = [o for o in ids if wanted is None or o in wanted]
-        if not present:
-            continue
-        centers = ndi.center_of_mass(np.ones_like(vol, dtype=np.uint8), vol, present)
-        rows += [(o, t, *c) for o, c in zip(present, centers)]
-    if not rows:
-        return np.empty((0, data.ndim + 1))
-    return np.asarray(rows, float)

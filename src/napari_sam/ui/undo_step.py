@@ -101,3 +101,35 @@ class LiveUndoStep:
     def _index(lead, ys, xs):
         return tuple(np.full(len(ys), i, dtype=np.intp) for i in lead) + (ys.astype(np.intp), xs.astype(np.intp))
 
+
+
+class OpenSteps:
+    """The runs whose :class:`LiveUndoStep` is not committed yet (a propagation, a Track
+    everything): each is committed when its run ends, and all of them when the widget closes."""
+
+    def __init__(self):
+        self._steps: list[LiveUndoStep] = []
+
+    def __len__(self) -> int:
+        return len(self._steps)
+
+    def add(self, step: LiveUndoStep) -> LiveUndoStep:
+        if step not in self._steps:
+            self._steps.append(step)
+        return step
+
+    def close(self, step: LiveUndoStep, wait: bool = True) -> None:
+        """Make a run's writes one undo step. While the user holds a brush stroke on the
+        layer (napari stages it), wait for the stroke to end, so the two stay apart."""
+        if wait and step.stroke_in_progress():
+            from qtpy.QtCore import QTimer
+
+            QTimer.singleShot(50, lambda: self.close(step))
+            return
+        if step in self._steps:
+            self._steps.remove(step)
+        step.commit()
+
+    def close_all(self) -> None:
+        for step in list(self._steps):
+            self.close(step, wait=False)

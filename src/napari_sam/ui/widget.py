@@ -1,7 +1,13 @@
-"""The "Segment Anything" dock widget: layout and wiring only.
+"""The "Segment Anything" dock widget: the panels, composed, and the viewer kept in step.
 
-Engine work runs in :mod:`.workers` threads through a :class:`.segmenter.Segmenter`;
-prompts are read by :mod:`.prompts`; masks are written by :mod:`.labels_writer`.
+Each panel owns its controls (:mod:`.model_panel`, :mod:`.layers_panel`,
+:mod:`.embeddings_panel`, :mod:`.objects_panel`, :mod:`.video_panel`,
+:mod:`.automatic_panel`) and talks to the others only through the shared
+:class:`~.state.WidgetState` and its signals. The widget builds the engine
+(:class:`~.segmenter.Segmenter`) for the chosen image / model / video axis, listens to the
+prompt layers (edits -> :class:`~.previews.Previews`), and owns the lifetime (workers,
+undo steps of running jobs). The panels sit in a scroll area: the dock fits a small screen,
+with the status line always in view.
 """
 
 from __future__ import annotations
@@ -9,20 +15,23 @@ from __future__ import annotations
 import weakref
 
 import numpy as np
-from qtpy.QtCore import QEvent, QTimer
-from qtpy.QtWidgets import QWidget
+from qtpy.QtCore import QEvent, Qt, QTimer
+from qtpy.QtWidgets import QGroupBox, QLabel, QScrollArea, QVBoxLayout, QWidget
 
-from . import labels_writer as lw
 from . import prompts as pr
+from .automatic_panel import AutomaticPanel
+from .embeddings_panel import EmbeddingsPanel
 from .geometry import StackGeometry
 from .labels_ownership import Ownership
-from .layout import build_layout
+from .layers_panel import LayersPanel
+from .model_loading import ModelLoader
+from .model_panel import ModelPanel
+from .objects_panel import ObjectsPanel
+from .previews import Previews
 from .segmenter import Segmenter
-from .session_actions import SessionActions
+from .state import ROLE, SOURCE, WidgetState  # noqa: F401  (ROLE / SOURCE: layer metadata keys)
+from .video_panel import VideoPanel
 from .workers import JobRunner
-
-ROLE = "napari-sam-role"  # layer metadata: "clicks" | "boxes" | "labels" | "tracks"
-SOURCE = "napari-sam-image"  # layer metadata: the image layer's name
 
 
 def _weak(method):
@@ -36,6 +45,10 @@ def _weak(method):
     return call
 
 
+def _camera(viewer):
+    return viewer.scene.camera if hasattr(viewer, "scene") else viewer.camera
+
+
 class SamWidget(QWidget):
     """Click / box prompts -> masks in a Labels layer; propagate through stacks."""
 
@@ -45,68 +58,92 @@ class SamWidget(QWidget):
         # identity checks (is this *the* labels layer?) need the viewer itself. Only public
         # API is used through it.
         self.viewer = getattr(napari_viewer, "__wrapped__", napari_viewer)
-        self.model = None
-        self.segmenter: Segmenter | None = None
-        self.geometry: StackGeometry | None = None
-        self.current_object = 1
-        self.positive_mode = True
-        self.last_error: Exception | None = None
-        self.prompts: dict = {}  # PromptKey -> Prompt, as last read from the layers
-        self.ownership = Ownership()  # which label pixels this widget wrote (it clears no other)
-        self.runner = JobRunner(on_error=_weak(self._show_error), on_progress=_weak(self._show_progress))
-        self.actions = SessionActions(self)
         self._bound: list = []  # (layer, kind, callback) to undo on rebind / shutdown
         self._sync_pending = False
         self._closed = False
+        self._view_fitted = False
+        cam = _camera(self.viewer)
+        self._camera_at_start = (tuple(cam.center), float(cam.zoom))
+        self.ownership = Ownership()  # which label pixels this widget wrote (it clears no other)
+        self.runner = JobRunner(on_error=_weak(self._show_error), on_progress=_weak(self._show_progress))
+        self.state = WidgetState(self.viewer, self.runner, self.ownership)
+        self.previews = Previews(self.state)
+        self.loader = ModelLoader(self.state)
+        self.model_panel = ModelPanel()
+        self.layers = LayersPanel(self.state)
+        self.embeddings = EmbeddingsPanel(self.state)
+        self.objects = ObjectsPanel(self.state)
+        self.video = VideoPanel(self.state)
+        self.automatic = AutomaticPanel(self.state)  # "Segment everything" / "Track everything"
+        self.status = QLabel("Click on an object (the default model loads on the first click), or load a model first.")
+        self.status.setWordWrap(True)
         self._build()
-        self._connect_viewer()
+        self._connect()
         me = weakref.ref(self)
         self.destroyed.connect(lambda *_: me() is not None and me()._release_engine())
-        self._image_changed(self.image_combo.layer())
+        self._image_changed(self.state.image_layer)
 
     # ================================================================== layout
     def _build(self) -> None:
-        build_layout(self)
+        inner = QWidget()
+        lay = QVBoxLayout(inner)
+        box = QGroupBox("Model")
+        QVBoxLayout(box).addWidget(self.model_panel)
+        for panel in (box, self.layers, self.embeddings, self.objects, self.video, self.automatic):
+            lay.addWidget(panel)
+        lay.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidgetResizable(True)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarAlwaysOff)
+        scroll.setFrameShape(QScrollArea.NoFrame)
+        scroll.setWidget(inner)
+        scroll.setMinimumWidth(inner.sizeHint().width() + scroll.verticalScrollBar().sizeHint().width())
+        root = QVBoxLayout(self)
+        root.setContentsMargins(0, 0, 0, 0)
+        root.addWidget(scroll, 1)
+        root.addWidget(self.status)
 
-    def _connect_viewer(self) -> None:
-        ev = self.viewer.layers.events
-        for combo in (self.image_combo, self.labels_combo, self.points_combo, self.shapes_combo):
-            ev.inserted.connect(combo.refresh)
-            ev.removed.connect(combo.refresh)
-            ev.moved.connect(combo.refresh)
-        ev.removed.connect(self._layer_removed)
+    def _connect(self) -> None:
+        s = self.state
+        self.model_panel.load_requested.connect(self.loader.load_chosen)
+        self.loader.loaded.connect(self.set_model)
+        self.layers.image_changed.connect(self._image_changed)
+        self.layers.axis_changed.connect(lambda *_: self._rebuild_segmenter())
+        self.layers.labels_changed.connect(self._labels_changed)
+        self.layers.prompt_layers_changed.connect(self._bind_layers)
+        s.status_changed.connect(self.status.setText)
+        s.object_changed.connect(self._object_changed)
+        s.polarity_changed.connect(lambda *_: self._apply_defaults())
+        self.viewer.layers.events.removed.connect(self._layer_removed)
 
     # ================================================================== public API
-    @property
-    def image_layer(self):
-        return self.image_combo.layer()
-
-    @property
-    def labels_layer(self):
-        return self.labels_combo.layer()
-
-    @property
-    def points_layer(self):
-        return self.points_combo.layer()
-
-    @property
-    def shapes_layer(self):
-        return self.shapes_combo.layer()
+    model = property(lambda self: self.state.model)
+    segmenter = property(lambda self: self.state.segmenter)
+    geometry = property(lambda self: self.state.geometry)
+    image_layer = property(lambda self: self.state.image_layer)
+    labels_layer = property(lambda self: self.state.labels_layer)
+    points_layer = property(lambda self: self.state.points_layer)
+    shapes_layer = property(lambda self: self.state.shapes_layer)
+    current_object = property(lambda self: self.state.current_object)
+    positive_mode = property(lambda self: self.state.positive)
+    prompts = property(lambda self: self.state.prompts)
+    last_error = property(lambda self: self.state.last_error)
 
     def writable_labels(self):
         """The Labels layer if masks fit it (same shape as the image), else None (and why)."""
-        lab, geo = self.labels_layer, self.geometry
-        if lab is None or geo is None:
-            return None
-        want = geo.shape[: geo.ndim]
-        if tuple(lab.data.shape) != tuple(want):
-            self.status.setText(f"Labels layer {lab.name!r} has shape {tuple(lab.data.shape)}, the image {tuple(want)}: choose another or a new one.")
-            return None
-        return lab
+        return self.state.writable_labels()
+
+    def current_key(self) -> tuple:
+        """(stack key, frame) of the slice the viewer shows."""
+        return self.state.current_key()
+
+    def next_free_object(self) -> int:
+        """The next free object id: beyond every label and every prompted object."""
+        return self.state.next_free_object()
 
     def set_model(self, model, name: str | None = None) -> None:
         """Use an already-built model (tests, scripts); replaces the engine state."""
-        self.model = model
+        self.state.model = model
         label = name or getattr(model, "name", None) or model.family
         try:
             device = next(model.parameters()).device
@@ -118,104 +155,35 @@ class SamWidget(QWidget):
 
     def set_object(self, obj: int) -> None:
         """Make ``obj`` the current object (new prompts belong to it)."""
-        obj = int(obj)
-        if obj < 1:
+        if int(obj) < 1:
             return
-        self.current_object = obj
-        if self.object_spin.value() != obj:
-            self.object_spin.setValue(obj)
+        self.state.set_object(obj)
+        self._object_changed(self.state.current_object)
+
+    def new_object(self, *_) -> int:
+        """Select the next free object id (beyond every label and every prompted object)."""
+        return self.state.new_object()
+
+    def set_positive(self, positive: bool) -> None:
+        self.state.set_positive(positive)
+
+    def toggle_polarity(self, *_) -> None:
+        self.set_positive(not self.state.positive)
+
+    def ensure_layers(self) -> None:
+        """Create the clicks, boxes and labels layers the combos ask to be made."""
+        self.layers.ensure_layers()
+        self._bind_layers()
+
+    # ================================================================== layers
+    def _image_changed(self, image) -> None:
+        self._rebuild_segmenter()
+
+    def _object_changed(self, obj: int) -> None:
         labels = self.labels_layer
         if labels is not None and labels.selected_label != obj:
             labels.selected_label = obj
         self._apply_defaults()
-
-    def next_free_object(self) -> int:
-        """The next free object id: beyond every label and every prompted object."""
-        used = [k[2] for k in self.prompts]
-        for layer in (self.points_layer, self.shapes_layer):
-            if layer is not None and "object" in layer.features:
-                used += layer.features["object"].to_numpy(int).tolist()
-        return lw.next_free_id(self.labels_layer, used)
-
-    def new_object(self, *_) -> int:
-        """Select the next free object id (beyond every label and every prompted object)."""
-        obj = self.next_free_object()
-        self.set_object(obj)
-        return obj
-
-    def set_positive(self, positive: bool) -> None:
-        self.positive_mode = bool(positive)
-        self.polarity_button.blockSignals(True)
-        self.polarity_button.setChecked(not self.positive_mode)
-        self.polarity_button.blockSignals(False)
-        self.polarity_button.setText("Clicks: foreground (green) [T]" if self.positive_mode else "Clicks: background (red) [T]")
-        self._apply_defaults()
-
-    def toggle_polarity(self, *_) -> None:
-        self.set_positive(not self.positive_mode)
-
-    def current_key(self) -> tuple:
-        """(stack key, frame) of the slice the viewer shows."""
-        img, geo = self.image_layer, self.geometry
-        if img is None or geo is None or geo.lead == 0:
-            return (), 0
-        data = np.asarray(img.world_to_data(self.viewer.dims.point), float)[-img.ndim :]
-        idx = np.clip(np.rint(data[: geo.lead]).astype(int), 0, np.asarray(geo.shape[: geo.lead]) - 1)
-        return geo.split(idx)
-
-    # ================================================================== layers
-    def _image_changed(self, image) -> None:
-        self.axis_combo.blockSignals(True)
-        self.axis_combo.clear()
-        if image is not None and image.ndim > 2:
-            names = list(getattr(self.viewer.dims, "axis_labels", []))[-image.ndim :]
-            shape = StackGeometry.of(image).shape
-            for a in range(image.ndim - 2):
-                self.axis_combo.addItem(f"axis {a} ({names[a] if a < len(names) else a}) x {shape[a]}")
-        else:
-            self.axis_combo.addItem("none (2D image)")
-        self.axis_combo.setEnabled(image is not None and image.ndim > 3)
-        self.axis_combo.blockSignals(False)
-        if image is not None:
-            self._adopt_layers(image)
-        self._rebuild_segmenter()
-
-    def _find(self, role: str, image):
-        for lay in self.viewer.layers:
-            if lay.metadata.get(ROLE) == role and lay.metadata.get(SOURCE) == image.name:
-                return lay
-        return None
-
-    def _adopt_layers(self, image) -> None:
-        """Pick this image's prompt and labels layers (made by this widget before), if any."""
-        for role, combo in (("labels", self.labels_combo), ("clicks", self.points_combo), ("boxes", self.shapes_combo)):
-            found = self._find(role, image)
-            if found is not None:
-                combo.set_layer(found)
-            elif combo.layer() is not None and combo.layer().metadata.get(SOURCE) not in (None, image.name):
-                combo.setCurrentIndex(0)
-
-    def ensure_layers(self) -> None:
-        """Create the clicks, boxes and labels layers the combos ask to be made."""
-        image = self.image_layer
-        if image is None:
-            return
-        meta = lambda role: {ROLE: role, SOURCE: image.name}  # noqa: E731
-        if self.labels_layer is None:
-            shape = StackGeometry.of(image).shape[: image.ndim]
-            lab = self.viewer.add_labels(np.zeros(shape, np.int32), name=f"{image.name} SAM labels", scale=image.scale, translate=image.translate, metadata=meta("labels"))
-            self.labels_combo.set_layer(lab)
-        if self.shapes_layer is None:
-            shp = pr.new_shapes_layer(self.viewer, image)
-            shp.metadata.update(meta("boxes"))
-            self.shapes_combo.set_layer(shp)
-        if self.points_layer is None:
-            pts = pr.new_points_layer(self.viewer, image)
-            pts.metadata.update(meta("clicks"))
-            self.points_combo.set_layer(pts)
-            pts.mode = "add"
-            self.viewer.layers.selection.active = pts
-        self._bind_layers()
 
     def _unbind(self) -> None:
         for layer, kind, target in self._bound:
@@ -259,7 +227,7 @@ class SamWidget(QWidget):
                 layer.bind_key(pr.KEY_NEW_OBJECT, lambda layer: new(), overwrite=True)
                 self._bound.append((layer, "key", pr.KEY_NEW_OBJECT))
         self._apply_defaults()
-        self.prompts = self._collect()  # what is in the layers now counts as applied
+        self.state.prompts = self._collect()  # what is in the layers now counts as applied
 
     def _modifier_click(self, layer, event):
         """Shift-click adds a point of the other polarity (the default add runs after us)."""
@@ -288,41 +256,34 @@ class SamWidget(QWidget):
         pr.set_current(self.points_layer, self.shapes_layer, self.current_object, self.positive_mode, self._color(self.current_object))
 
     def _layer_removed(self, event) -> None:
-        layer = event.value
-        if layer is self.actions.image_in_use or layer is self.actions.labels_in_use:
+        layer, s = event.value, self.state
+        if layer is s.image_in_use or layer is s.labels_in_use:
             self.runner.cancel_long()
             self.runner.drop_quick()
-        if layer is self.actions.image_in_use and self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
-            self.actions.image_in_use = None
+        if layer is s.image_in_use and s.segmenter is not None:
+            s.segmenter.close()
+            s.segmenter = None
+            s.segmenter_changed.emit(None)
 
     # ================================================================== engine
     def _rebuild_segmenter(self) -> None:
         """A fresh engine state for the current image / model / video axis."""
+        s = self.state
         self.runner.cancel_long()
         self.runner.drop_quick()
-        if self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
-        image = self.image_layer
-        self.geometry = None
+        if s.segmenter is not None:
+            s.segmenter.close()
+            s.segmenter = None
+        image = s.image_layer
+        s.geometry = None
         if image is not None:
-            axis = max(self.axis_combo.currentIndex(), 0)
-            self.geometry = StackGeometry.of(image, axis)
-            if self.model is not None:
-                self.segmenter = Segmenter(self.model, image, self.geometry)
-                self.actions.image_in_use = image
-                self.ensure_layers()
-        stack = self.geometry is not None and self.geometry.n_frames > 1
-        video = stack and self.model is not None and self.model.family == "sam2"
-        self.video_box.setEnabled(video)
-        self.video_box.setToolTip("" if video or not stack else "Propagation through stacks needs a SAM 2 model that tracks: an official SAM 2 / 2.1 model or the bundled embedded one")
-        self.tracks_check.setEnabled(video and self.geometry.video_axis == 0)
-        self.embed_button.setEnabled(self.segmenter is not None)
-        self.automatic.update_enabled()
-        self.prompts = self._collect()
-        self.actions.reset()
+            s.geometry = StackGeometry.of(image, self.layers.axis())
+            if s.model is not None:
+                s.segmenter = Segmenter(s.model, image, s.geometry)
+            self.ensure_layers()  # something to click in, model or not (the first click loads one)
+        s.prompts = self._collect()
+        s.reset_session()
+        s.segmenter_changed.emit(s.segmenter)
 
     def _collect(self) -> dict:
         if self.image_layer is None or self.geometry is None:
@@ -347,44 +308,59 @@ class SamWidget(QWidget):
         self._sync_pending = False
         if self._closed:
             return
+        s = self.state
         new = self._collect()
-        changed = pr.changed_keys(self.prompts, new)
-        self.prompts = new
-        if changed and self.segmenter is None:
-            self.status.setText("Load a model first (Model > Load model).")
+        changed = pr.changed_keys(s.prompts, new)
+        s.prompts = new
+        if changed and s.segmenter is None:
+            if s.model is None and s.image_layer is not None:
+                s.model_wanted.emit(lambda: self._preview_after_load(changed))
+            else:
+                s.set_status("Load a model first (Model > Load model).")
             return
         for key in changed:
-            self.actions.preview(key, new.get(key))
+            self.previews.preview(key, new.get(key))
+
+    def _preview_after_load(self, keys) -> None:
+        """The default model is in (loaded for these edits): handle them now."""
+        if self._closed or self.state.segmenter is None:
+            return
+        prompts = self.state.prompts
+        for key in keys:
+            if key in prompts:
+                self.previews.preview(key, prompts[key])
 
     # ================================================================== feedback
     def _show_error(self, exc: Exception) -> None:
-        self.last_error = exc
-        self.status.setText(f"Error: {exc}")
-        from napari.utils.notifications import show_error
-
-        show_error(f"Segment Anything: {exc}")
+        self.state.show_error(exc)
 
     def _show_progress(self, done, total, desc) -> None:
-        if self._closed:
-            return
-        running = done is not None
-        self.progress.setVisible(running)
-        self.cancel_button.setEnabled(running)
-        if running:
-            self.progress.setMaximum(max(int(total or 1), 1))
-            self.progress.setValue(int(done))
-            self.progress.setFormat(f"{desc}: %v / %m")
+        if not self._closed:
+            self.embeddings.show_progress(done, total, desc)
+
+    def showEvent(self, event) -> None:
+        super().showEvent(event)
+        if not self._view_fitted:
+            self._view_fitted = True
+            # napari set the camera before the dock narrowed the canvas: once the window is
+            # laid out, fit the view again (unless the user has moved it meanwhile)
+            QTimer.singleShot(0, _weak(self._fit_view))
+
+    def _fit_view(self) -> None:
+        cam = _camera(self.viewer)
+        if not self._closed and (tuple(cam.center), float(cam.zoom)) == self._camera_at_start:
+            self.viewer.reset_view()
 
     # ================================================================== lifetime
     def _release_engine(self) -> None:
         """Stop the workers and free the engine (no Qt calls: safe after the widget died)."""
         self._closed = True
         self.runner.shutdown()
-        self.actions.close_all_steps()  # a run cut short is still one undo step
+        self.state.steps.close_all()  # a run cut short is still one undo step
         self.ownership.close()
-        if self.segmenter is not None:
-            self.segmenter.close()
-            self.segmenter = None
+        if self.state.segmenter is not None:
+            self.state.segmenter.close()
+            self.state.segmenter = None
 
     def shutdown(self) -> None:
         """Stop workers and let go of layers (widget closed or viewer closing)."""
@@ -392,11 +368,8 @@ class SamWidget(QWidget):
             return
         self._release_engine()
         self._unbind()
-        ev = self.viewer.layers.events
-        for combo in (self.image_combo, self.labels_combo, self.points_combo, self.shapes_combo):
-            for emitter in (ev.inserted, ev.removed, ev.moved):
-                emitter.disconnect(combo.refresh)
-        ev.removed.disconnect(self._layer_removed)
+        self.layers.disconnect_viewer()
+        self.viewer.layers.events.removed.disconnect(self._layer_removed)
 
     def closeEvent(self, event) -> None:
         self.shutdown()
