@@ -163,3 +163,57 @@ def test_any_dtype_image(sam1_pair, dtype):
     res = pred.predict(points=[[100, 60]], labels=[1])
     assert res.masks.shape == (3, H, W) and np.isfinite(res.logits).all()
     pred.set_image(_image())  # leave the shared fixture as it was
+
+
+def _differs_in_float32(points, w, h, size):
+    """Points whose model-input coordinates differ between float64 scaling (x * size / w)
+    and SAM 2's float32 rule (x / w * size)."""
+    f64 = (points * np.array([size / w, size / h])).astype(np.float32)
+    f32 = (points.astype(np.float32) / np.array([w, h], np.float32)) * np.float32(size)
+    return points[(f64 != f32).any(1)]
+
+
+def test_sam2_clicks_reach_the_decoder_as_the_official_predictor_scales_them(sam2_pair):
+    """SAM2ImagePredictor scales clicks and boxes in float32 (``SAM2Transforms``): x / w * S.
+    predict must hand the decoder exactly those coordinates (not float64 x * (S / w))."""
+    from sam2.utils.transforms import SAM2Transforms
+
+    _, pred = sam2_pair
+    s = pred.image_size
+    grid = np.stack(np.meshgrid(np.arange(0.25, W - 1, 7.3), np.arange(0.5, H - 1, 5.1)), -1).reshape(-1, 2)
+    picked = _differs_in_float32(grid, W, H, s)[:4]
+    assert len(picked) == 4, "no click where the two precisions differ: the test would prove nothing"
+    official = SAM2Transforms(resolution=s, mask_threshold=0.0)
+    box = np.array([picked[0][0], picked[0][1], picked[1][0] + 40.0, picked[1][1] + 30.0]).clip(0, [W - 1, H - 1] * 2)
+    for pt in picked:
+        res = pred.predict(points=[pt], labels=[1], box=box)
+        coords = official.transform_coords(torch.tensor(pt[None], dtype=torch.float32), normalize=True, orig_hw=(H, W))
+        corners = official.transform_boxes(torch.tensor(box, dtype=torch.float32), normalize=True, orig_hw=(H, W))
+        with torch.inference_mode():
+            low = pred.model.decode(pred._feats, point_coords=coords[None], point_labels=torch.ones(1, 1, dtype=torch.int64),
+                                    boxes=corners.reshape(1, 4), multimask=True,
+                                    image_cache=pred._decoder_cache)[0]
+        np.testing.assert_array_equal(res.logits, low[0].clamp(-32.0, 32.0).numpy())
+
+
+def test_a_predictor_leaves_the_process_allocator_alone(sam1_pair, monkeypatch):
+    """Allocator tuning changes the whole napari process: only an explicit call may do it."""
+    from napari_sam.engine import malloc_tuning
+
+    monkeypatch.setattr(malloc_tuning, "_applied", None)  # not tried yet in this process
+    pred = ns.ImagePredictor(sam1_pair[1].model)
+    pred.set_image(_image())
+    pred.predict(**CASES["one point"])
+    assert malloc_tuning._applied is None
+
+
+def test_a_bfloat16_sam1_predictor_feeds_its_encoder_bfloat16():
+    """One dtype rule for every encode path: the encoder input takes the model's dtype."""
+    model = build_sam1(Sam1Config(encoder_embed_dim=32, encoder_depth=1, encoder_num_heads=1,
+                                  encoder_global_attn_indexes=(0,), image_size=64)).to(torch.bfloat16)
+    pred = ns.ImagePredictor(model)
+    pred.set_image(_image())
+    emb = pred.embedding()["image_embed"]
+    assert emb.shape == (1, 256, 4, 4) and np.isfinite(emb).all()
+    res = pred.predict(**CASES["one point"])
+    assert res.masks.shape == (3, H, W) and res.logits.dtype == np.float32

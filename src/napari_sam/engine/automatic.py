@@ -25,16 +25,11 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..models.decoder import DecoderCache
 from . import mask_ops
-from .preprocess import (
-    preprocess_sam1,
-    preprocess_sam2_image,
-    sam1_resized_shape,
-    to_uint8_rgb,
-)
+from .family import transform_for
+from .preprocess import to_uint8_rgb
 
 Progress = Callable[[int, int], object]
 _UPSCALE_CHUNK_PIXELS = 1 << 24  # logits upscaled at once (64 MiB of float32)
@@ -128,40 +123,11 @@ class MaskRecord:
         }
 
 
-def _device(model) -> torch.device:
-    return next(model.parameters()).device
-
-
 def encode(model, rgb: np.ndarray) -> tuple[dict[str, torch.Tensor], tuple[int, int]]:
     """Image features of an (H, W, 3) uint8 image as the official image predictors make
     them, and the (h, w) the image occupies in the model input."""
-    p = next(model.parameters())
-    if model.family == "sam1":
-        x = preprocess_sam1(rgb, model.image_size)
-        input_hw = sam1_resized_shape(*rgb.shape[:2], model.image_size)
-    else:
-        x = preprocess_sam2_image(rgb, model.image_size)
-        input_hw = (model.image_size, model.image_size)
-    with torch.inference_mode():
-        feats = model.encode_image(x.to(device=p.device, dtype=p.dtype))
-    return feats, input_hw
-
-
-def input_hw_for(model, image_hw: tuple[int, int]) -> tuple[int, int]:
-    if model.family == "sam1":
-        return sam1_resized_shape(*image_hw, model.image_size)
-    return (model.image_size, model.image_size)
-
-
-def upscale_logits(model, low_res: torch.Tensor, input_hw: tuple[int, int], out_hw: tuple[int, int]) -> torch.Tensor:
-    """(N, s, s) low-res logits -> (N, H, W) float32, as the official predictors upscale."""
-    x = low_res[:, None].float()
-    if model.family == "sam1":
-        s = model.image_size
-        x = F.interpolate(x, (s, s), mode="bilinear", align_corners=False)[..., : input_hw[0], : input_hw[1]]
-    if tuple(x.shape[-2:]) != tuple(out_hw):
-        x = F.interpolate(x, tuple(out_hw), mode="bilinear", align_corners=False)
-    return x[:, 0]
+    tf = transform_for(model)
+    return tf.encode(rgb), tf.input_hw(rgb.shape[:2])
 
 
 def decode_points(model, feats, points_in: torch.Tensor,
@@ -176,17 +142,6 @@ def decode_points(model, feats, points_in: torch.Tensor,
     return low, iou.float()
 
 
-def _points_to_input(model, points: np.ndarray, crop_hw: tuple[int, int], input_hw) -> torch.Tensor:
-    dev = _device(model)
-    h, w = crop_hw
-    if model.family == "sam1":  # float64 scaling, as SAM 1's ResizeLongestSide
-        scaled = points * np.array([input_hw[1] / w, input_hw[0] / h])
-        return torch.as_tensor(scaled, dtype=torch.float32, device=dev)
-    pts = torch.as_tensor(points, dtype=torch.float32, device=dev)  # float32, as SAM2Transforms
-    pts = torch.stack([pts[:, 0] / w, pts[:, 1] / h], 1)
-    return pts * model.image_size
-
-
 class AutomaticSegmenter:
     """``AutomaticSegmenter(model, **params).generate(image) -> labels (H, W) int32``.
 
@@ -196,8 +151,10 @@ class AutomaticSegmenter:
     """
 
     def __init__(self, model, params: AutomaticParams | None = None, **changes):
-        if getattr(model, "family", None) not in ("sam1", "sam2"):
-            raise TypeError("AutomaticSegmenter needs a model from napari_sam.load_model()")
+        try:
+            self.transform = transform_for(model)  # every per-family rule, chosen once
+        except ValueError as e:
+            raise TypeError(f"AutomaticSegmenter needs a model from napari_sam.load_model(): {e}") from None
         self.model = model.eval()
         self.params = dataclasses.replace(params or AutomaticParams.for_model(model), **changes)
         p = self.params
@@ -253,16 +210,14 @@ class AutomaticSegmenter:
         p = self.params
         crop_hw = rgb.shape[:2]
         if features is None:
-            feats, input_hw = encode(self.model, rgb)
+            feats = self.transform.encode(rgb)
         else:
-            dev = _device(self.model)
-            feats = {k: torch.as_tensor(v).to(dev) for k, v in features.items()}
-            input_hw = input_hw_for(self.model, crop_hw)
+            feats = {k: torch.as_tensor(v).to(self.transform.device) for k, v in features.items()}
         points = self._grids[layer] * np.array(crop_hw, dtype=np.float64)[::-1]
         parts, cache = [], DecoderCache()  # the decoder's image-side work, shared by this crop's batches
         for start in range(0, len(points), p.points_per_batch):
             batch = points[start:start + p.points_per_batch]
-            parts.append(self._batch(feats, batch, crop, crop_hw, input_hw, image_hw, cache))
+            parts.append(self._batch(feats, batch, crop, crop_hw, image_hw, cache))
             yield None
         logits_free = [part for part in parts if part is not None]
         if not logits_free:
@@ -281,15 +236,13 @@ class AutomaticSegmenter:
                                   (float(pt[0]) + x0, float(pt[1]) + y0), tuple(int(v) for v in crop)))
         yield out
 
-    def _batch(self, feats, points, crop, crop_hw, input_hw, image_hw, cache=None):
+    def _batch(self, feats, points, crop, crop_hw, image_hw, cache=None):
         """Decode one point batch; the survivors' (boxes, ious, stabilities, points, patches)."""
-        p = self.params
-        low, iou = decode_points(self.model, feats, _points_to_input(self.model, points, crop_hw, input_hw), cache)
+        p, tf = self.params, self.transform
+        low, iou = decode_points(self.model, feats, tf.points_to_input(points, crop_hw), cache)
         k = low.shape[1]
         low, iou = low.flatten(0, 1), iou.flatten(0, 1)
-        pts = np.repeat(points, k, axis=0)
-        if self.model.family == "sam2":
-            pts = pts.astype(np.float32)  # the official SAM 2 generator keeps float32 points
+        pts = np.repeat(points, k, axis=0).astype(tf.record_point_dtype)  # as the official generator keeps them
         idx = torch.arange(len(iou))
         if p.pred_iou_thresh > 0.0:
             idx = idx[(iou > p.pred_iou_thresh).cpu()]
@@ -300,7 +253,7 @@ class AutomaticSegmenter:
         boxes, ious, stabs, keep_pts, patches = [], [], [], [], []
         for start in range(0, len(idx), chunk):
             sel = idx[start:start + chunk]
-            logits = upscale_logits(self.model, low[sel.to(low.device)], input_hw, crop_hw)
+            logits = tf.upscale(low[sel.to(low.device)], crop_hw)
             stab = mask_ops.stability_score(logits, p.mask_threshold, p.stability_score_offset).cpu()
             ok = stab >= p.stability_score_thresh if p.stability_score_thresh > 0.0 else torch.ones_like(stab, dtype=torch.bool)
             if not ok.any():

@@ -173,13 +173,10 @@ def preprocess_sam2_video(rgb: np.ndarray, image_size: int = 1024) -> torch.Tens
 
 
 def preprocess_for(model, rgb: np.ndarray) -> torch.Tensor:
-    """The preprocessing an :class:`EmbeddingStore` uses for ``model``'s family.
+    """The preprocessing an :class:`EmbeddingStore` uses for ``model``'s family: its
+    transform's ``preprocess_frame`` (:mod:`napari_sam.engine.family`). SAM 1: the official
+    image predictor's; SAM 2: the official video loader's (stores hold stacks, and
+    propagation must match the official video predictor)."""
+    from .family import transform_for  # the family module builds on this one
 
-    SAM 1: the official image predictor's; SAM 2: the official video loader's (stores hold
-    stacks, and propagation must match the official video predictor).
-    """
-    if model.family == "sam1":
-        return preprocess_sam1(rgb, model.image_size)
-    if model.family == "sam2":
-        return preprocess_sam2_video(rgb, model.image_size)
-    raise ValueError(f"unknown model family {model.family!r}")
+    return transform_for(model).preprocess_frame(rgb)

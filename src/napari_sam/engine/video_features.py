@@ -14,7 +14,8 @@ from collections import OrderedDict
 import torch
 
 from .frames import FrameStack
-from .preprocess import estimate_contrast_limits, preprocess_for, to_uint8_rgb
+from .family import transform_for
+from .preprocess import estimate_contrast_limits, to_uint8_rgb
 
 
 class FrameFeatures:
@@ -26,6 +27,7 @@ class FrameFeatures:
 
     def __init__(self, model, frames: FrameStack, embeddings=None, contrast_limits=None, keep: int = 2):
         self.model = model
+        self.transform = transform_for(model)
         self.frames = frames
         self.keep = max(1, int(keep))
         self._cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
@@ -49,8 +51,6 @@ class FrameFeatures:
             self.contrast_limits = (lo, hi)
         else:
             self.contrast_limits = tuple(float(v) for v in estimate_contrast_limits(frames))
-        p = next(model.parameters())
-        self.device, self.dtype = p.device, p.dtype
 
     def get(self, t: int) -> dict[str, torch.Tensor]:
         hit = self._cache.get(t)
@@ -61,9 +61,7 @@ class FrameFeatures:
             feats = self.store.get(t)
         else:
             rgb = to_uint8_rgb(self.frames[t], self.contrast_limits)
-            x = preprocess_for(self.model, rgb).to(device=self.device, dtype=self.dtype)
-            with torch.inference_mode():
-                feats = self.model.encode_image(x)
+            feats = self.transform.encode(rgb, frame=True)  # the store's preprocessing and dtype rule
         # contiguous: the official predictor reaches its blocks through (HW, B, C) views that
         # are contiguous again, and convolutions round differently on other layouts
         feats = {k: v.contiguous() for k, v in feats.items()}
