@@ -21,7 +21,8 @@ import torch.nn.functional as F
 import zarr
 
 from napari_sam.engine.embedding_store import ATTRS_KEY, EmbeddingStore, weights_hash
-from napari_sam.engine.preprocess import estimate_contrast_limits, preprocess_for, to_uint8_rgb
+from napari_sam.engine.family import transform_for
+from napari_sam.engine.preprocess import estimate_contrast_limits, to_uint8_rgb
 from napari_sam.engine.store_integrity import frame_checksum
 
 HERE = Path(__file__).parent
@@ -69,7 +70,7 @@ def make_frames(t=T, seed=0):
 
 def reference(model, frame, limits):
     """What the store must hold: the model's own output on the official preprocessing."""
-    x = preprocess_for(model, to_uint8_rgb(frame, limits))
+    x = transform_for(model).preprocess_frame(to_uint8_rgb(frame, limits))
     p = next(model.parameters())
     with torch.inference_mode():
         return {k: v.clone() for k, v in model.encode_image(x.to(p.device, p.dtype)).items()}

@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from napari_sam.engine.family import Sam1Transform, Sam2Transform, transform_for
-from napari_sam.engine.preprocess import preprocess_for, preprocess_sam1, preprocess_sam2_image, preprocess_sam2_video
+from napari_sam.engine.preprocess import preprocess_sam1, preprocess_sam2_image, preprocess_sam2_video
 from napari_sam.models.sam1 import Sam1Config, build_sam1
 from napari_sam.models.sam2 import build_sam2, reduced_config
 
@@ -122,7 +122,7 @@ def test_preprocessing_is_the_official_per_family(sam1, sam2):
     assert torch.equal(s1.preprocess_frame(rgb), preprocess_sam1(rgb, 64))
     assert torch.equal(s2.preprocess(rgb), preprocess_sam2_image(rgb, 64))
     assert torch.equal(s2.preprocess_frame(rgb), preprocess_sam2_video(rgb, 64))
-    assert torch.equal(preprocess_for(sam2, rgb), preprocess_sam2_video(rgb, 64))  # the stores' entry point
+    assert torch.equal(transform_for(sam2).preprocess_frame(rgb), preprocess_sam2_video(rgb, 64))  # the stores' entry point
 
 
 def test_sam2_returns_clamped_logits_and_object_scores(sam1, sam2):
@@ -150,8 +150,8 @@ def test_encoder_input_takes_the_model_dtype(sam1, dtype):
 
 
 def test_stores_record_the_frame_preprocessing_the_transform_does(sam1, sam2):
-    from napari_sam.engine.embedding_store import PREPROCESS_KIND
+    from napari_sam.engine.embedding_store import EmbeddingStore
 
     for model in (sam1, sam2):
-        tf = transform_for(model)
-        assert PREPROCESS_KIND[tf.family] == tf.frame_preprocess_kind
+        store = EmbeddingStore(None, model, np.zeros((1, 8, 8), np.uint8))
+        assert store._meta["preprocess"]["kind"] == transform_for(model).frame_preprocess_kind

@@ -42,7 +42,8 @@ import zarr
 
 from . import store_integrity as integrity
 from .frames import as_frame_stack, data_signature
-from .preprocess import estimate_contrast_limits, preprocess_for, to_uint8_rgb
+from .family import transform_for
+from .preprocess import estimate_contrast_limits, to_uint8_rgb
 from .store_integrity import CorruptFrameWarning, StoreDamagedError  # noqa: F401 (public)
 from .store_record import (  # noqa: F401 (weights_hash: public here)
     ATTRS_KEY,
@@ -52,9 +53,6 @@ from .store_record import (  # noqa: F401 (weights_hash: public here)
     model_param,
     weights_hash,
 )
-
-#: How each family's frames are turned into encoder input (see ``preprocess.preprocess_for``).
-PREPROCESS_KIND = {"sam1": "sam1-image-predictor", "sam2": "sam2-video-loader"}
 
 _DTYPES = {str(d): d for d in (torch.float32, torch.float16, torch.bfloat16, torch.float64)}
 
@@ -76,9 +74,7 @@ class EmbeddingStore:
         self._where = repr(str(self.path)) if self.path else ("memory" if path is None else str(path))
         self.signature = data_signature(self.frames)
         self._model_info = model_identity(model)
-        family = self._model_info["family"]
-        if family not in PREPROCESS_KIND:
-            raise ValueError(f"unknown model family {family!r}")
+        self._transform = transform_for(model)  # raises for an unknown family
         store, group, stored = integrity.open_store_group(path, self._where)
         self._meta = self._record(contrast_limits, stored)
         if group is None:  # a new store, unless another process makes it first
@@ -113,12 +109,11 @@ class EmbeddingStore:
             limits = [float(v) for v in stored["preprocess"]["contrast_limits"]]
         else:
             limits = [float(v) for v in estimate_contrast_limits(self.frames)]
-        family = self._model_info["family"]
         record = {
             "format_version": FORMAT_VERSION,
             "data": self.signature,
             "model": self._model_info,
-            "preprocess": {"kind": PREPROCESS_KIND[family], "image_size": self._model_info["image_size"],
+            "preprocess": {"kind": self._transform.frame_preprocess_kind, "image_size": self._model_info["image_size"],
                            "contrast_limits": limits},
         }
         return json.loads(json.dumps(record))
@@ -361,12 +356,7 @@ class EmbeddingStore:
 
     def _encode_and_store(self, t: int) -> dict[str, np.ndarray]:
         rgb = to_uint8_rgb(self.frames[t], self.contrast_limits)
-        x = preprocess_for(self.model, rgb)
-        p = model_param(self.model)
-        if p is not None:
-            x = x.to(device=p.device, dtype=p.dtype)
-        with torch.inference_mode():
-            out = self.model.encode_image(x)
+        out = self._transform.encode(rgb, frame=True)
         if not isinstance(out, dict) or not out:
             raise TypeError("model.encode_image must return a non-empty dict of tensors")
         feats, dtypes = {}, {}

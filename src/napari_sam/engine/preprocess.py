@@ -170,13 +170,3 @@ def preprocess_sam2_video(rgb: np.ndarray, image_size: int = 1024) -> torch.Tens
     x -= torch.tensor(SAM2_MEAN, dtype=torch.float32)[:, None, None]
     x /= torch.tensor(SAM2_STD, dtype=torch.float32)[:, None, None]
     return x[None]
-
-
-def preprocess_for(model, rgb: np.ndarray) -> torch.Tensor:
-    """The preprocessing an :class:`EmbeddingStore` uses for ``model``'s family: its
-    transform's ``preprocess_frame`` (:mod:`napari_sam.engine.family`). SAM 1: the official
-    image predictor's; SAM 2: the official video loader's (stores hold stacks, and
-    propagation must match the official video predictor)."""
-    from .family import transform_for  # the family module builds on this one
-
-    return transform_for(model).preprocess_frame(rgb)
