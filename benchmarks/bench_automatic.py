@@ -31,8 +31,8 @@ def build(size: int):
     from sam2.build_sam import build_sam2 as official_build
 
     from napari_sam.data import synthetic
-    from napari_sam.engine.automatic import AutomaticParams, AutomaticSegmenter
-    from napari_sam.engine.preprocess import to_uint8_rgb
+    from napari_sam.engine.auto.segmenter import AutomaticParams, AutomaticSegmenter
+    from napari_sam.engine.image.preprocess import to_uint8_rgb
     from napari_sam.models.sam2 import SAM2_CONFIGS, build_sam2
 
     torch.manual_seed(0)

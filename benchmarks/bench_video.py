@@ -35,8 +35,8 @@ from conftest import perturb_  # noqa: E402
 from video_reference import moving_blobs, official_predictor, write_frames  # noqa: E402
 
 from napari_sam.engine.malloc_tuning import tune_malloc  # noqa: E402
-from napari_sam.engine.preprocess import preprocess_sam2_video, to_uint8_rgb  # noqa: E402
-from napari_sam.engine.video_session import VideoSession  # noqa: E402
+from napari_sam.engine.image.preprocess import preprocess_sam2_video, to_uint8_rgb  # noqa: E402
+from napari_sam.engine.video.session import VideoSession  # noqa: E402
 from napari_sam.models.sam2 import SAM2_CONFIGS, reduced_config  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -33,7 +33,7 @@ sys.path[:0] = [str(ROOT / "tests")]
 
 from conftest import perturb_  # noqa: E402
 
-from napari_sam.engine.video_session import VideoSession  # noqa: E402
+from napari_sam.engine.video.session import VideoSession  # noqa: E402
 from napari_sam.models.sam2 import build_sam2, reduced_config  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"

@@ -85,7 +85,7 @@ Tracker = Callable[[object, np.ndarray], tuple[np.ndarray, dict[int, int]]]
 
 def autotracker_today(model, image: np.ndarray, every: int = 10) -> tuple[np.ndarray, dict[int, int]]:
     """The current AutoTracker (segment everything + SAM 2 tracking), whatever divisions it finds."""
-    from napari_sam.engine.auto_tracking import AutoTracker, TrackingParams
+    from napari_sam.engine.auto.tracking import AutoTracker, TrackingParams
 
     tracker = AutoTracker(model, TrackingParams(every=every))
     pred = np.zeros(image.shape[:3], np.int32)

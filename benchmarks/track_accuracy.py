@@ -23,7 +23,7 @@ import torch
 
 import napari_sam as ns
 from napari_sam.data import samples
-from napari_sam.engine.auto_tracking import AutoTracker, TrackingParams, id_persistence, overlap_table
+from napari_sam.engine.auto.tracking import AutoTracker, TrackingParams, id_persistence, overlap_table
 
 
 def detection(truth: np.ndarray, pred: np.ndarray, min_iou: float = 0.5) -> tuple[float, float]:

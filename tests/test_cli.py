@@ -156,7 +156,7 @@ def test_dask_cluster_embeds_each_frame_once_then_segment_and_track_reuse(files,
     frame is encoded exactly once and written to the store; ``segment --auto`` and
     ``track`` with that store encode nothing more."""
     distributed = pytest.importorskip("distributed")
-    from napari_sam.engine.embedding_store import EmbeddingStore
+    from napari_sam.engine.store.embedding_store import EmbeddingStore
     from napari_sam.io import open_image
     from napari_sam.jobs import ModelSpec
 
@@ -191,7 +191,7 @@ def test_demo_headless_tracks_the_timelapse_by_default(tmp_path, capsys):
     """The default sample is the time-lapse: labels for every frame, a tracks table, and the
     share of frames each object keeps its id, printed."""
     from napari_sam.data.samples import sample
-    from napari_sam.engine.auto_tracking import id_persistence
+    from napari_sam.engine.auto.tracking import id_persistence
 
     assert cli.main(["demo", "--headless", str(tmp_path)]) == 0
     cap = capsys.readouterr()

@@ -86,7 +86,7 @@ def test_video_session_warns_only_for_models_that_do_not_track():
 
 
 def test_segment_everything_uses_the_models_defaults():
-    from napari_sam.engine.automatic import AutomaticParams, AutomaticSegmenter
+    from napari_sam.engine.auto.segmenter import AutomaticParams, AutomaticSegmenter
     from napari_sam.weights import EMBEDDED_AUTO_DEFAULTS
 
     model = ns.load_model("embedded", device="cpu")

@@ -163,7 +163,7 @@ def embed_frames(model_spec: ModelSpec, source: InputSpec, store_path: str, fram
                  models: ModelCache | None = None) -> int:
     """Compute and store the features of ``frames_todo``; returns how many were new.
     ``models``: where the model is looked up (None: loaded for this call)."""
-    from .engine.embedding_store import EmbeddingStore
+    from .engine.store.embedding_store import EmbeddingStore
 
     frames, _ = source.open()
     store = EmbeddingStore(store_path, _model(model_spec, models), frames, contrast_limits=contrast_limits)
@@ -184,7 +184,7 @@ def segment_frames(model_spec: ModelSpec, source: InputSpec, frames_todo, params
     frames, axis = source.open()
     store = None
     if store_path is not None:
-        from .engine.embedding_store import EmbeddingStore
+        from .engine.store.embedding_store import EmbeddingStore
 
         store = EmbeddingStore(store_path, model, frames, contrast_limits=contrast_limits)
     seg = make_segmenter(model, **params)

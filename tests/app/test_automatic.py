@@ -11,14 +11,14 @@ from app_fixtures import small  # noqa: F401
 
 from napari_sam.app.automatic import auto_params
 from napari_sam.app.session import StackSession
-from napari_sam.engine.auto_tracking import TrackingParams
+from napari_sam.engine.auto.tracking import TrackingParams
 
 FAST = {"points_per_side": 4, "pred_iou_thresh": 0.0, "stability_score_thresh": 0.0, "min_mask_region_area": 4,
         "max_mask_fraction": 1.0}
 
 
 def test_params_start_from_the_models_defaults():
-    from napari_sam.engine.automatic import AutomaticParams
+    from napari_sam.engine.auto.segmenter import AutomaticParams
 
     model = SimpleNamespace(auto_defaults={"stability_score_thresh": 0.6, "points_per_side": 24})
     p = auto_params(model, points_per_side=8)
@@ -37,7 +37,7 @@ def session(small, tmp_path):
 
 
 def test_segment_everything_reads_the_stored_features(small, session):
-    from napari_sam.engine.automatic import AutomaticSegmenter
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
     labels = session.segment_everything((), 2, FAST)
     store = session.store(())
@@ -48,8 +48,8 @@ def test_segment_everything_reads_the_stored_features(small, session):
 
 
 def test_track_everything_equals_the_engines_tracker(small, session):
-    from napari_sam.engine.auto_tracking import AutoTracker
-    from napari_sam.engine.automatic import AutomaticSegmenter
+    from napari_sam.engine.auto.tracking import AutoTracker
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
     tracking = TrackingParams(every=2, min_area=4)
     steps = session.track_everything((), FAST, tracking)

@@ -25,7 +25,7 @@ def test_the_rule_in_numbers():
 
 
 def test_video_session_yields_exactly_the_rule(small):
-    from napari_sam.engine.video_session import VideoSession
+    from napari_sam.engine.video.session import VideoSession
 
     movie = small["movie"]
     sess = VideoSession(small["model"], movie.image)

@@ -36,7 +36,7 @@ def test_shift_past_moves_ids_and_refuses_what_does_not_fit():
 
 
 def test_table_rows_are_the_trackers_own():
-    from napari_sam.engine.auto_tracking import TRACK_COLUMNS, frame_rows
+    from napari_sam.engine.auto.tracking import TRACK_COLUMNS, frame_rows
 
     rng = np.random.default_rng(0)
     labels = rng.integers(0, 6, (37, 53)).astype(np.int32)

@@ -12,7 +12,7 @@ from napari_sam.app.prompt_mask import MaskChoice, best_mask, paint, segment_obj
 
 @pytest.fixture(scope="module")
 def predictor(small):
-    from napari_sam.engine.image_predictor import ImagePredictor
+    from napari_sam.engine.image.predictor import ImagePredictor
 
     pred = ImagePredictor(small["model"])
     pred.set_image(small["movie"].image[0])
@@ -79,7 +79,7 @@ def test_a_session_on_one_image_gives_the_best_mask(small, tmp_path):
     assert not s.video and s.n_frames == 1
     pts, lab = centre_click(small["movie"].labels[0])
     mask, score = s.predict((), 0, 1, Prompt(pts, lab))
-    from napari_sam.engine.image_predictor import ImagePredictor
+    from napari_sam.engine.image.predictor import ImagePredictor
 
     pred = ImagePredictor(small["model"])
     pred.set_frame(s.store(()), 0)

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from napari_sam.data import synthetic
-from napari_sam.engine.auto_tracking import (
+from napari_sam.engine.auto.tracking import (
     AutoTracker,
     TrackingParams,
     frame_rows,

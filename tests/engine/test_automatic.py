@@ -12,7 +12,7 @@ import pytest
 import torch
 
 from napari_sam.engine import mask_ops
-from napari_sam.engine.automatic import (
+from napari_sam.engine.auto.segmenter import (
     AutomaticParams,
     MaskRecord,
     _fill_holes,
@@ -181,8 +181,8 @@ def small_sam2():
 
 def test_generate_labels_progress_features_and_cancel(small_sam2):
     from napari_sam.data import synthetic
-    from napari_sam.engine.automatic import AutomaticSegmenter, encode
-    from napari_sam.engine.preprocess import to_uint8_rgb
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter, encode
+    from napari_sam.engine.image.preprocess import to_uint8_rgb
 
     image = synthetic.nuclei_2d(shape=(96, 128), n_objects=6, seed=2).image  # uint16
     seg = AutomaticSegmenter(small_sam2, points_per_side=6, points_per_batch=10, pred_iou_thresh=0.0,
@@ -209,7 +209,7 @@ def test_generate_labels_progress_features_and_cancel(small_sam2):
 def test_a_segmenter_leaves_the_process_allocator_alone(small_sam2, monkeypatch):
     """Allocator tuning changes the whole napari process: only an explicit call may do it."""
     from napari_sam.engine import malloc_tuning
-    from napari_sam.engine.automatic import AutomaticSegmenter
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
     monkeypatch.setattr(malloc_tuning, "_applied", None)  # not tried yet in this process
     seg = AutomaticSegmenter(small_sam2, points_per_side=2, points_per_batch=4)

@@ -19,8 +19,8 @@ import pytest
 from automatic_reference import sam1_pair, sam2_pair
 
 from napari_sam.data import synthetic
-from napari_sam.engine.automatic import AutomaticParams, AutomaticSegmenter
-from napari_sam.engine.preprocess import to_uint8_rgb
+from napari_sam.engine.auto.segmenter import AutomaticParams, AutomaticSegmenter
+from napari_sam.engine.image.preprocess import to_uint8_rgb
 
 TOL = 1e-4
 pytest.importorskip("segment_anything")

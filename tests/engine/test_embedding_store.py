@@ -20,10 +20,10 @@ import torch
 import torch.nn.functional as F
 import zarr
 
-from napari_sam.engine.embedding_store import ATTRS_KEY, EmbeddingStore, weights_hash
-from napari_sam.engine.family import transform_for
-from napari_sam.engine.preprocess import estimate_contrast_limits, to_uint8_rgb
-from napari_sam.engine.store_integrity import frame_checksum
+from napari_sam.engine.store.embedding_store import ATTRS_KEY, EmbeddingStore, weights_hash
+from napari_sam.engine.image.family import transform_for
+from napari_sam.engine.image.preprocess import estimate_contrast_limits, to_uint8_rgb
+from napari_sam.engine.store.integrity import frame_checksum
 
 HERE = Path(__file__).parent
 T, H, W = 6, 40, 52
@@ -304,7 +304,7 @@ def _script(body: str) -> str:
         import sys, json, time
         sys.path[:0] = [{str(HERE)!r}, {str(HERE.parent)!r}]
         import numpy as np, torch
-        from napari_sam.engine.embedding_store import EmbeddingStore
+        from napari_sam.engine.store.embedding_store import EmbeddingStore
         from test_embedding_store import TinyEncoder, make_frames
         """
     ) + textwrap.dedent(body)

@@ -1,4 +1,4 @@
-"""The per-family transform (engine/family.py) against the official code's own transforms:
+"""The per-family transform (engine/image/family.py) against the official code's own transforms:
 prompt scaling bit for bit, logit upscaling, preprocessing, and the one encoder-input rule."""
 
 from __future__ import annotations
@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.engine.family import Sam1Transform, Sam2Transform, transform_for
-from napari_sam.engine.preprocess import preprocess_sam1, preprocess_sam2_image, preprocess_sam2_video
+from napari_sam.engine.image.family import Sam1Transform, Sam2Transform, transform_for
+from napari_sam.engine.image.preprocess import preprocess_sam1, preprocess_sam2_image, preprocess_sam2_video
 from napari_sam.models.sam1 import Sam1Config, build_sam1
 from napari_sam.models.sam2 import build_sam2, reduced_config
 
@@ -150,7 +150,7 @@ def test_encoder_input_takes_the_model_dtype(sam1, dtype):
 
 
 def test_stores_record_the_frame_preprocessing_the_transform_does(sam1, sam2):
-    from napari_sam.engine.embedding_store import EmbeddingStore
+    from napari_sam.engine.store.embedding_store import EmbeddingStore
 
     for model in (sam1, sam2):
         store = EmbeddingStore(None, model, np.zeros((1, 8, 8), np.uint8))

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from napari_sam.engine.preprocess import (
+from napari_sam.engine.image.preprocess import (
     SAM1_MEAN,
     SAM1_STD,
     estimate_contrast_limits,

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
-from napari_sam.engine.preprocess import (
+from napari_sam.engine.image.preprocess import (
     estimate_contrast_limits,
     preprocess_sam1,
     preprocess_sam2_image,

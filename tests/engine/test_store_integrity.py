@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 import zarr
 
-from napari_sam.engine.embedding_store import ATTRS_KEY, EmbeddingStore, model_identity
+from napari_sam.engine.store.embedding_store import ATTRS_KEY, EmbeddingStore, model_identity
 from napari_sam.engine.frames import as_frame_stack, data_signature
-from napari_sam.engine.preprocess import estimate_contrast_limits
+from napari_sam.engine.image.preprocess import estimate_contrast_limits
 
 from test_embedding_store import TinyEncoder, assert_same, make_frames, reference
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import napari_sam as ns
-from napari_sam.engine.preprocess import preprocess_sam1, sam1_resized_shape
+from napari_sam.engine.image.preprocess import preprocess_sam1, sam1_resized_shape
 from napari_sam.models.sam1 import Sam1Config, build_sam1
 
 SHAPES = [(5000, 2), (2, 5000), (1, 700), (700, 1), (1, 1), (3, 2)]

@@ -24,7 +24,7 @@ from conftest import mask_agreement, max_rel_err, perturb_
 
 pytest.importorskip("sam2.sam2_video_predictor")
 
-from napari_sam.engine.video_session import VideoSession  # noqa: E402
+from napari_sam.engine.video.session import VideoSession  # noqa: E402
 from napari_sam.models.sam2 import SAM2_CONFIGS, reduced_config  # noqa: E402
 from video_reference import moving_blobs, official_predictor, write_frames  # noqa: E402
 

@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from conftest import perturb_
-from napari_sam.engine.mask_holes import fill_small_holes
-from napari_sam.engine.memory_bank import COND, NONCOND, frames_in_reach, memory_layout, select_cond_frames
-from napari_sam.engine.memory_store import FrameOutput, FrameOutputStore
-from napari_sam.engine.video_session import VideoSession
+from napari_sam.engine.masks.holes import fill_small_holes
+from napari_sam.engine.video.memory_bank import COND, NONCOND, frames_in_reach, memory_layout, select_cond_frames
+from napari_sam.engine.video.memory_store import FrameOutput, FrameOutputStore
+from napari_sam.engine.video.session import VideoSession
 from napari_sam.models.sam2 import build_sam2, reduced_config
 from video_reference import moving_blobs
 
@@ -146,7 +146,7 @@ def test_any_dtype_and_grey_frames(model, frames):
 
 
 def test_embedding_store_gives_the_same_numbers(model, frames, tmp_path):
-    from napari_sam.engine.embedding_store import EmbeddingStore
+    from napari_sam.engine.store.embedding_store import EmbeddingStore
 
     plain = _session(model, frames, fill_hole_area=0)
     stored = _session(model, frames, fill_hole_area=0,
@@ -285,7 +285,7 @@ def test_projection_cache_reuses_bounded_and_agrees(model, frames):
 def test_projection_cache_invalidation_and_budget():
     from types import SimpleNamespace
 
-    from napari_sam.engine.projection_cache import ProjectionCache
+    from napari_sam.engine.video.projection_cache import ProjectionCache
 
     def pm(n):  # a stand-in projected memory of n floats
         return SimpleNamespace(keys=[torch.zeros(n)], values=[])

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from conftest import max_rel_err, perturb_
-from napari_sam.engine.video_session import VideoSession
+from napari_sam.engine.video.session import VideoSession
 from napari_sam.models.sam2 import build_sam2, reduced_config
 from video_reference import moving_blobs
 

@@ -14,7 +14,7 @@ import numpy as np
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
-from napari_sam.engine.prompts import check_box, check_points
+from napari_sam.engine.image.prompts import check_box, check_points
 from napari_sam.ui.geometry import StackGeometry
 from napari_sam.ui.prompts import collect
 

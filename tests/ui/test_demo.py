@@ -41,7 +41,7 @@ def test_demo_segments_the_nuclei_sample(make_napari_viewer, qtbot, monkeypatch)
 def test_demo_tracks_the_timelapse_sample(make_napari_viewer, qtbot, monkeypatch):
     """The default demo: the time-lapse sample, Track everything with the bundled model —
     every frame labelled, most cells found, and found under one id through the stack."""
-    from napari_sam.engine.auto_tracking import id_persistence
+    from napari_sam.engine.auto.tracking import id_persistence
     from napari_sam.ui.demo import open_demo
 
     monkeypatch.setenv("NAPARI_SAM_OFFLINE", "1")

@@ -15,8 +15,8 @@ from sam_ui_fixtures import requires_display, sam, tiny_sam2, wait_idle  # noqa:
 
 import napari_sam as ns
 from napari_sam.data import synthetic
-from napari_sam.engine.auto_tracking import AutoTracker, TrackingParams
-from napari_sam.engine.automatic import AutomaticParams, AutomaticSegmenter
+from napari_sam.engine.auto.tracking import AutoTracker, TrackingParams
+from napari_sam.engine.auto.segmenter import AutomaticParams, AutomaticSegmenter
 
 pytestmark = [pytest.mark.gui, requires_display]
 

@@ -1,6 +1,6 @@
 """Automatic runs built one way for the widget and the command line: segment everything on a
 frame, track everything through a stack, each with the model's own defaults
-(:meth:`~napari_sam.engine.automatic.AutomaticParams.for_model`) under the caller's changes,
+(:meth:`~napari_sam.engine.auto.segmenter.AutomaticParams.for_model`) under the caller's changes,
 reading features from an embedding store when there is one (a frame is never encoded twice).
 
 ``progress(done, total)`` callbacks run in the caller's thread; raising from one stops the run
@@ -17,11 +17,11 @@ Progress = Callable[[int, int], object]
 
 
 def auto_params(model, params=None, **changes):
-    """The :class:`~napari_sam.engine.automatic.AutomaticParams` for ``model``: ``params`` as
+    """The :class:`~napari_sam.engine.auto.segmenter.AutomaticParams` for ``model``: ``params`` as
     given (a dataclass or a dict of fields) or the model's defaults, then ``changes``."""
     import dataclasses
 
-    from napari_sam.engine.automatic import AutomaticParams
+    from napari_sam.engine.auto.segmenter import AutomaticParams
 
     if isinstance(params, AutomaticParams):
         return dataclasses.replace(params, **changes)
@@ -29,8 +29,8 @@ def auto_params(model, params=None, **changes):
 
 
 def make_segmenter(model, params=None, **changes):
-    """An :class:`~napari_sam.engine.automatic.AutomaticSegmenter` with :func:`auto_params`."""
-    from napari_sam.engine.automatic import AutomaticSegmenter
+    """An :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` with :func:`auto_params`."""
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
     return AutomaticSegmenter(model, auto_params(model, params, **changes))
 
@@ -45,11 +45,11 @@ def segment_stored_frame(segmenter, store, t: int, progress: Progress | None = N
 
 def make_tracker(model, segmenter=None, tracking=None, store=None, contrast_limits=None,
                  progress: Progress | None = None, detect=None):
-    """An :class:`~napari_sam.engine.auto_tracking.AutoTracker` whose detector is ``detect``
+    """An :class:`~napari_sam.engine.auto.tracking.AutoTracker` whose detector is ``detect``
     (``(t, frame) -> labels``) or ``segmenter`` (default :func:`make_segmenter`) on the frame,
     with ``store``'s features when a store is given and ``progress`` passed to every detection
     (so raising there stops a long one). ``tracking``: TrackingParams (or None: defaults)."""
-    from napari_sam.engine.auto_tracking import AutoTracker
+    from napari_sam.engine.auto.tracking import AutoTracker
 
     seg = segmenter if segmenter is not None else make_segmenter(model)
     limits = contrast_limits if contrast_limits is not None else (None if store is None else store.contrast_limits)
@@ -65,7 +65,7 @@ def prompt_detector(model, prompts: dict[int, dict], contrast_limits):
     """A tracker detector giving the prompted objects of ``prompts`` (``{frame: {id: prompt}}``,
     as :func:`napari_sam.io.read_prompts` reads them) on their frames, ids 1..n in id order
     (the tracker gives them track ids), nothing elsewhere."""
-    from napari_sam.engine.image_predictor import ImagePredictor
+    from napari_sam.engine.image.predictor import ImagePredictor
 
     from .prompt_mask import segment_objects
 

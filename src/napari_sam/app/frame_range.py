@@ -5,7 +5,7 @@ run itself.
 (:func:`first_prompted_frame`). ``"forward"`` visits ``start .. end`` (``max_frames`` past
 ``start`` at most), ``"backward"`` ``start .. 0`` downwards (nothing from frame 0), ``"both"``
 forward then backward, the start frame in both passes. This is what
-:meth:`napari_sam.engine.video_session.VideoSession.propagate` yields for an explicit
+:meth:`napari_sam.engine.video.session.VideoSession.propagate` yields for an explicit
 ``start``; callers resolve ``start`` here and pass it on, so count and run cannot disagree
 (``tests/app/test_frame_range.py`` checks it against the session).
 """

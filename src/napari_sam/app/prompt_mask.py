@@ -32,7 +32,7 @@ def wants_multimask(points=None, box=None) -> bool:
 
 
 def best_mask(predictor, points=None, labels=None, box=None) -> MaskChoice:
-    """The best mask of ``predictor`` (an :class:`~napari_sam.engine.image_predictor.ImagePredictor`
+    """The best mask of ``predictor`` (an :class:`~napari_sam.engine.image.predictor.ImagePredictor`
     with its image set) for clicks ``points`` (N, 2) (x, y) with ``labels`` (N,) 1/0 and/or a
     ``box`` (x0, y0, x1, y1)."""
     if points is not None and len(points) == 0:

@@ -98,7 +98,7 @@ class StackSession:
         """The stack's VideoSession (SAM 2), reading the stack's store."""
         with self.lock:
             if key not in self._sessions:
-                from napari_sam.engine.video_session import VideoSession
+                from napari_sam.engine.video.session import VideoSession
 
                 self._sessions[key] = VideoSession(self.model, self.frames[key], embeddings=self.store(key))
             return self._sessions[key]
@@ -113,7 +113,7 @@ class StackSession:
                 logits = sess.add_prompts(frame, obj, points=prompt.points, labels=prompt.labels, box=prompt.box)
                 return logits > 0, sess.object_scores(frame).get(obj)
             if self._predictor is None:
-                from napari_sam.engine.image_predictor import ImagePredictor
+                from napari_sam.engine.image.predictor import ImagePredictor
 
                 self._predictor = ImagePredictor(self.model)
             if self._predictor_on != (key, frame):
@@ -169,7 +169,7 @@ class StackSession:
 
     def track_everything(self, key=(), params=None, tracking=None, progress=None, stop=None):
         """Track every object of stack ``key`` (SAM 2): yields ``(t, labels)`` frame by frame
-        and returns the :class:`~napari_sam.engine.auto_tracking.AutoTracker` when it reached
+        and returns the :class:`~napari_sam.engine.auto.tracking.AutoTracker` when it reached
         the last frame (None when ``stop()`` said so or the session closed). ``progress``: given
         to every detection (raise there to stop a long one)."""
         if not self.video:

@@ -24,7 +24,7 @@ def embeddings_root() -> Path:
 
 def model_key(model) -> str:
     """``<model name>-<16 hex digits of its weights hash>``: one folder per set of weights."""
-    from napari_sam.engine.embedding_store import weights_hash
+    from napari_sam.engine.store.embedding_store import weights_hash
 
     name = str(getattr(model, "name", None) or getattr(model, "family", "model"))
     return f"{name}-{weights_hash(model)[:16]}"
@@ -59,10 +59,10 @@ class StoreLocator:
         return store_path(self.root, self.key, frames)
 
     def open(self, frames, contrast_limits=None):
-        """The :class:`~napari_sam.engine.embedding_store.EmbeddingStore` of ``frames``,
+        """The :class:`~napari_sam.engine.store.embedding_store.EmbeddingStore` of ``frames``,
         opened (its recorded contrast limits reused when ``contrast_limits`` is None) or
         created with its parent folders."""
-        from napari_sam.engine.embedding_store import EmbeddingStore
+        from napari_sam.engine.store.embedding_store import EmbeddingStore
 
         path = self.path(frames)
         path.parent.mkdir(parents=True, exist_ok=True)

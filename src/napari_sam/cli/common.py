@@ -82,11 +82,11 @@ def limits(args, frames, store=None, model=None):
         from ..io import written_by_napari_sam
 
         if written_by_napari_sam(store, "embeddings"):
-            from ..engine.embedding_store import EmbeddingStore
+            from ..engine.store.embedding_store import EmbeddingStore
 
             return tuple(float(v) for v in EmbeddingStore(store, model, frames).contrast_limits)
     from ..engine.frames import as_frame_stack
-    from ..engine.preprocess import estimate_contrast_limits
+    from ..engine.image.preprocess import estimate_contrast_limits
 
     return tuple(float(v) for v in estimate_contrast_limits(as_frame_stack(frames)))
 

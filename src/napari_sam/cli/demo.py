@@ -21,7 +21,7 @@ def cmd_demo(args) -> int:
 
     from ..app.ids import TABLE_COLUMNS
     from ..data.samples import sample as make_sample
-    from ..engine.auto_tracking import id_persistence
+    from ..engine.auto.tracking import id_persistence
     from ..io import InputError, check_target, write_sample
     from .parser import build_parser
 

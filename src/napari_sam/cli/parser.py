@@ -92,7 +92,7 @@ def _stores(sp) -> None:
 def _auto_options(sp) -> None:
     from dataclasses import fields
 
-    from ..engine.automatic import AutomaticParams
+    from ..engine.auto.segmenter import AutomaticParams
 
     g = sp.add_argument_group("segment-everything parameters (docs/automatic.md)")
     for f in fields(AutomaticParams):
@@ -107,6 +107,6 @@ def auto_changes(args) -> dict:
     """The segment-everything parameters given on the command line (the rest: the model's defaults)."""
     from dataclasses import fields
 
-    from ..engine.automatic import AutomaticParams
+    from ..engine.auto.segmenter import AutomaticParams
 
     return {f.name: getattr(args, f.name) for f in fields(AutomaticParams) if getattr(args, f.name, None) is not None}

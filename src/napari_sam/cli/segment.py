@@ -51,7 +51,7 @@ def cmd_segment(args) -> int:
 
 def _segment_prompts(args, model, src, out) -> int:
     from ..app.prompt_mask import segment_objects
-    from ..engine.image_predictor import ImagePredictor
+    from ..engine.image.predictor import ImagePredictor
     from ..io import LabelsWriter, read_prompts
     from ..jobs import frame_at, frame_count
 

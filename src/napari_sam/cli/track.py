@@ -13,7 +13,7 @@ from .parser import auto_changes
 def cmd_track(args) -> int:
     from ..app.automatic import make_segmenter, make_tracker, prompt_detector
     from ..app.ids import TABLE_COLUMNS, table_rows
-    from ..engine.auto_tracking import TrackingParams
+    from ..engine.auto.tracking import TrackingParams
     from ..io import InputError, LabelsWriter, check_target, commit_together, nothing_kept, read_prompts, write_csv
     from ..jobs import ModelCache, Runner, frame_count
 
@@ -47,7 +47,7 @@ def cmd_track(args) -> int:
         every = 1  # prompts on later frames add objects there
     opened = None
     if store:
-        from ..engine.embedding_store import EmbeddingStore
+        from ..engine.store.embedding_store import EmbeddingStore
 
         opened = EmbeddingStore(store, model, frames, contrast_limits=lims)
     tracker = make_tracker(model, make_segmenter(model, **auto_changes(args)),

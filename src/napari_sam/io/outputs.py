@@ -39,7 +39,7 @@ def written_by_napari_sam(path, kind: str, header=None) -> bool:
         import zarr
 
         if kind == "embeddings":
-            from ..engine.embedding_store import ATTRS_KEY
+            from ..engine.store.embedding_store import ATTRS_KEY
 
             return p.is_dir() and ATTRS_KEY in zarr.open_group(str(p), mode="r").attrs
         if p.is_dir():

@@ -2,7 +2,7 @@
 
 An image example is one 2D scene; a clip is ``length`` consecutive frames of a time-lapse or
 of a z-stack (either direction). Images are mapped to 8-bit RGB like the engine does
-(:func:`~napari_sam.engine.preprocess.to_uint8_rgb`, robust percentiles or jittered limits),
+(:func:`~napari_sam.engine.image.preprocess.to_uint8_rgb`, robust percentiles or jittered limits),
 flipped / rotated at random, and preprocessed as the inference paths preprocess them.
 Labels are resized (nearest) to the model input size for the losses.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from ..data import synthetic
-from ..engine.preprocess import (
+from ..engine.image.preprocess import (
     estimate_contrast_limits,
     preprocess_sam2_image,
     preprocess_sam2_video,

@@ -46,7 +46,7 @@ def held_out_images(n: int = 3) -> list[synthetic.Sample]:
 
 def click_and_box_iou(model, samples=None) -> dict[str, float]:
     """Mean IoU of one centre click and of a box per object, over the held-out images."""
-    from ..engine.image_predictor import ImagePredictor
+    from ..engine.image.predictor import ImagePredictor
 
     pred = ImagePredictor(model)
     clicks, boxes = [], []
@@ -73,7 +73,7 @@ class Propagation:
 def propagation_iou(model, frames: np.ndarray, labels: np.ndarray, start: int = 0,
                     direction: str = "forward", max_objects: int | None = None) -> Propagation:
     """Click every object on ``frames[start]`` once, propagate, score against ``labels``."""
-    from ..engine.video_session import VideoSession
+    from ..engine.video.session import VideoSession
 
     session = VideoSession(model, frames)
     ids = object_ids(labels[start], MIN_AREA)

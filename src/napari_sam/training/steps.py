@@ -5,7 +5,7 @@
   in the largest error region, the previous logits fed back as the mask prompt).
 * :func:`video_step`: a clip; frame 0 gets a click or a box per object (no memory), every
   later frame is tracked from memories and object pointers chosen by the video engine's
-  rules (:func:`~napari_sam.engine.memory_bank.memory_layout`, the official selection: the
+  rules (:func:`~napari_sam.engine.video.memory_bank.memory_layout`, the official selection: the
   conditioning frame + the ``num_maskmem - 1`` previous frames, pointers at their frame
   distance). Gradients flow through the memories over the clip.
 """
@@ -16,7 +16,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..engine.memory_bank import COND, memory_layout
+from ..engine.video.memory_bank import COND, memory_layout
 from ..models.sam2 import clamp_logits
 from . import prompts as P
 from .data import Example

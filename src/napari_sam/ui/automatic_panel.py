@@ -48,7 +48,7 @@ class Cancelled(Exception):
 class AutomaticPanel(QGroupBox):
     """"Segment everything" and "Track everything" with the parameters a user needs.
 
-    ``extra_params``: other :class:`~napari_sam.engine.automatic.AutomaticParams` fields
+    ``extra_params``: other :class:`~napari_sam.engine.auto.segmenter.AutomaticParams` fields
     (e.g. ``crop_n_layers``) for scripts; the controls set the rest.
     """
 
@@ -56,8 +56,8 @@ class AutomaticPanel(QGroupBox):
 
     def __init__(self, state: WidgetState):
         super().__init__("Automatic")
-        from napari_sam.engine.auto_tracking import TrackingParams
-        from napari_sam.engine.automatic import AutomaticParams
+        from napari_sam.engine.auto.tracking import TrackingParams
+        from napari_sam.engine.auto.segmenter import AutomaticParams
 
         self.state = state
         self.extra_params: dict = {}
@@ -123,7 +123,7 @@ class AutomaticPanel(QGroupBox):
 
     def params(self):
         """The :class:`AutomaticParams` the controls (and ``extra_params``) say."""
-        from napari_sam.engine.automatic import AutomaticParams
+        from napari_sam.engine.auto.segmenter import AutomaticParams
 
         return AutomaticParams(**{
             **self.extra_params,
@@ -136,7 +136,7 @@ class AutomaticPanel(QGroupBox):
     def tracking_params(self):
         """The :class:`TrackingParams`: ``every`` from the control, new objects of at least
         the minimum object area."""
-        from napari_sam.engine.auto_tracking import TrackingParams
+        from napari_sam.engine.auto.tracking import TrackingParams
 
         return TrackingParams(every=self.every_spin.value(), min_area=self.min_area_spin.value())
 

@@ -26,10 +26,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.decoder import DecoderCache
-from . import mask_ops
-from .family import transform_for
-from .preprocess import to_uint8_rgb
+from ...models.decoder import DecoderCache
+from ..masks import ops as mask_ops
+from ..image.family import transform_for
+from ..image.preprocess import to_uint8_rgb
 
 Progress = Callable[[int, int], object]
 _UPSCALE_CHUNK_PIXELS = 1 << 24  # logits upscaled at once (64 MiB of float32)

@@ -40,12 +40,12 @@ import numpy as np
 import torch
 import zarr
 
-from . import store_integrity as integrity
-from .frames import as_frame_stack, data_signature
-from .family import transform_for
-from .preprocess import estimate_contrast_limits, to_uint8_rgb
-from .store_integrity import CorruptFrameWarning, StoreDamagedError  # noqa: F401 (public)
-from .store_record import (  # noqa: F401 (weights_hash: public here)
+from . import integrity
+from ..frames import as_frame_stack, data_signature
+from ..image.family import transform_for
+from ..image.preprocess import estimate_contrast_limits, to_uint8_rgb
+from .integrity import CorruptFrameWarning, StoreDamagedError  # noqa: F401 (public)
+from .record import (  # noqa: F401 (weights_hash: public here)
     ATTRS_KEY,
     FORMAT_VERSION,
     differences,

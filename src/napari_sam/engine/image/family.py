@@ -6,7 +6,7 @@ store) goes through it instead of asking ``model.family``. Each rule is the offi
 
 * **Image -> model input** — :meth:`~FamilyTransform.preprocess` (the official image
   predictor's) and :meth:`~FamilyTransform.preprocess_frame` (what stores and video use: SAM 1
-  the same, SAM 2 the official video loader's); see :mod:`napari_sam.engine.preprocess`.
+  the same, SAM 2 the official video loader's); see :mod:`napari_sam.engine.image.preprocess`.
 * **Encoder input dtype** (one rule for every encode path): the preprocessed float32 image is
   cast to the device and dtype of the model's first floating-point parameter
   (:meth:`~FamilyTransform.encoder_input`, :meth:`~FamilyTransform.encode`).
@@ -27,7 +27,7 @@ import torch
 import torch.nn.functional as F
 
 from .preprocess import preprocess_sam1, preprocess_sam2_image, preprocess_sam2_video, sam1_resized_shape
-from .store_record import model_param
+from ..store.record import model_param
 
 SAM2_LOGIT_CLAMP = 32.0  # the official SAM2ImagePredictor returns its low-res logits clamped
 

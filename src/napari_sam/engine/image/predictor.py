@@ -2,7 +2,7 @@
 
 Numbers equal the official ``SamPredictor`` / ``SAM2ImagePredictor``: the same preprocessing,
 prompt transforms and mask upscaling, all from the model family's transform
-(:mod:`napari_sam.engine.family`).
+(:mod:`napari_sam.engine.image.family`).
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..models.decoder import DecoderCache
+from ...models.decoder import DecoderCache
 from .family import transform_for
 from .preprocess import to_uint8_rgb
 from .prompts import check_box, check_mask_logits, check_points

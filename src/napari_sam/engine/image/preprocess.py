@@ -19,7 +19,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .frames import read
+from ..frames import read
 
 SAM1_MEAN = (123.675, 116.28, 103.53)
 SAM1_STD = (58.395, 57.12, 57.375)

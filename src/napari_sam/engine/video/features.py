@@ -1,6 +1,6 @@
 """Image features of one frame at a time for the video session, never the whole stack.
 
-Either an :class:`~napari_sam.engine.embedding_store.EmbeddingStore` (features computed once
+Either an :class:`~napari_sam.engine.store.embedding_store.EmbeddingStore` (features computed once
 and kept on disk, shared with other tools) or, without one, the frame encoded on demand with
 exactly the store's preprocessing (same contrast limits for every frame, the official video
 loader's resize) — only the last couple of frames stay in RAM.
@@ -13,9 +13,9 @@ from collections import OrderedDict
 
 import torch
 
-from .frames import FrameStack
-from .family import transform_for
-from .preprocess import estimate_contrast_limits, to_uint8_rgb
+from ..frames import FrameStack
+from ..image.family import transform_for
+from ..image.preprocess import estimate_contrast_limits, to_uint8_rgb
 
 
 class FrameFeatures:
@@ -33,7 +33,7 @@ class FrameFeatures:
         self._cache: OrderedDict[int, dict[str, torch.Tensor]] = OrderedDict()
         self.store = None
         if isinstance(embeddings, (str, os.PathLike)):
-            from .embedding_store import EmbeddingStore
+            from ..store.embedding_store import EmbeddingStore
 
             embeddings = EmbeddingStore(embeddings, model, frames.data, contrast_limits)
         if embeddings is not None:

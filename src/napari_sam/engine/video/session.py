@@ -16,7 +16,7 @@ conditioning frames and is never re-tracked over, so propagating again re-tracks
 correction. With ``False`` the official default applies exactly, including its quirk that a
 later propagation over a corrected frame re-tracks it without the correction.
 
-Memory stays flat in the number of frames: see :mod:`~napari_sam.engine.memory_store` and
+Memory stays flat in the number of frames: see :mod:`~napari_sam.engine.video.memory_store` and
 ``docs/video.md``. Not thread-safe: drive one session from one thread at a time.
 """
 
@@ -28,14 +28,14 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from . import video_steps as steps
-from .frames import as_frame_stack
+from . import steps
+from ..frames import as_frame_stack
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
 from .projection_cache import ProjectionCache, prune
-from .prompts import check_box, check_points
-from .video_features import FrameFeatures
-from .video_state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
+from ..image.prompts import check_box, check_points
+from .features import FrameFeatures
+from .state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
 
 DIRECTIONS = ("forward", "backward", "both")
 
@@ -45,13 +45,13 @@ class VideoSession:
 
     ``frames``: (T, H, W) or (T, H, W, 3) array-like (numpy, zarr, dask), any dtype, read one
     frame at a time. ``embeddings``: None (frames encoded on demand), an
-    :class:`~napari_sam.engine.embedding_store.EmbeddingStore` of these frames, or its folder.
+    :class:`~napari_sam.engine.store.embedding_store.EmbeddingStore` of these frames, or its folder.
     ``contrast_limits``: (lo, hi) for the 8-bit mapping (default: one estimate for the stack).
     ``fill_hole_area``: background specks of up to this many low-res pixels become
     foreground (0 disables; the official default is 8). ``memory_dir``: where per-frame
     memories are spilled (a temporary folder by default, removed on :meth:`close`).
     ``projection_cache_bytes``: RAM for per-memory-frame key / value projections reused
-    across frames (see :mod:`~napari_sam.engine.projection_cache`; 0 disables).
+    across frames (see :mod:`~napari_sam.engine.video.projection_cache`; 0 disables).
     ``max_batch``: most objects per batched forward (None: all on a GPU; on a CPU as many as
     keep a batch's memory keys and values within ~32 MiB, which measured fastest there).
     """

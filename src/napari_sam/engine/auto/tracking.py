@@ -166,7 +166,7 @@ class AutoTracker:
     """Track every object of a stack. ``detect(t, frame) -> (H, W) labels`` finds objects
     (default: ``AutomaticSegmenter(model).generate`` on the frame, with the stack's contrast
     limits and, if given, the embedding store's features). ``make_session(frames)`` builds
-    the tracker session (default: :class:`~napari_sam.engine.video_session.VideoSession`).
+    the tracker session (default: :class:`~napari_sam.engine.video.session.VideoSession`).
     """
 
     def __init__(self, model, params: TrackingParams | None = None, detect: Detector | None = None,
@@ -182,7 +182,7 @@ class AutoTracker:
         self.new_objects: dict[int, int] = {}  # id -> frame it was first detected on
 
     def _default_detector(self, frames, store, limits) -> Detector:
-        from .automatic import AutomaticSegmenter
+        from .segmenter import AutomaticSegmenter
 
         seg = self._segmenter or AutomaticSegmenter(self.model)
 
@@ -195,8 +195,8 @@ class AutoTracker:
     def run(self, frames, embeddings=None, contrast_limits=None, start: int = 0,
             progress: Callable[[int, int], object] | None = None) -> Iterator[tuple[int, np.ndarray]]:
         """Yields ``(t, labels (H, W) int32)`` for ``t = start .. T-1``; ids persist over time."""
-        from .frames import as_frame_stack
-        from .preprocess import estimate_contrast_limits
+        from ..frames import as_frame_stack
+        from ..image.preprocess import estimate_contrast_limits
 
         if self._make_session is None and getattr(self.model, "family", None) != "sam2":
             raise ValueError("automatic tracking needs a SAM 2 model (it tracks with VideoSession)")
@@ -281,13 +281,13 @@ class AutoTracker:
     def _open_store(self, embeddings, stack, limits):
         if embeddings is None or not isinstance(embeddings, (str, bytes)) and not hasattr(embeddings, "__fspath__"):
             return embeddings
-        from .embedding_store import EmbeddingStore
+        from ..store.embedding_store import EmbeddingStore
 
         return EmbeddingStore(embeddings, self.model, stack.data, contrast_limits=limits)
 
     def _session(self, stack, store, limits):
         if self._make_session is not None:
             return self._make_session(stack)
-        from .video_session import VideoSession
+        from ..video.session import VideoSession
 
         return VideoSession(self.model, stack.data, embeddings=store, contrast_limits=limits)

@@ -2,7 +2,7 @@
 
 Each function composes the stateless :class:`~napari_sam.models.sam2.Sam2` building blocks
 the way the official ``SAM2Base.track_step`` does, given memories already chosen by
-:mod:`~napari_sam.engine.memory_bank`. Objects whose memory layouts have the same structure
+:mod:`~napari_sam.engine.video.memory_bank`. Objects whose memory layouts have the same structure
 (same temporal slots, same pointer distances) run in one batch: the frame's features are
 shared (batch 1, expanded), only the memories differ.
 """
@@ -14,8 +14,8 @@ from collections.abc import Callable, Sequence
 import torch
 import torch.nn.functional as F
 
-from ..models.sam2 import clamp_logits
-from .mask_holes import fill_small_holes
+from ...models.sam2 import clamp_logits
+from ..masks.holes import fill_small_holes
 from .memory_bank import MemoryLayout
 from .memory_store import FrameOutput
 
@@ -64,7 +64,7 @@ def gather_memories(
     ``fetch(i, frame, source)`` returns object ``i``'s output. Returns ``(memories,
     pointers)`` in the form :meth:`Sam2.condition_on_memory` takes: ``[(maskmem (B, M, h,
     w) or its projection, None, t_pos)]`` and ``[(obj_ptr (B, C), distance)]``. With a
-    :class:`~napari_sam.engine.projection_cache.ProjectionCache` (and ``model``,
+    :class:`~napari_sam.engine.video.projection_cache.ProjectionCache` (and ``model``,
     ``obj_ids``), memory frames are projected once and reused while the group's working
     set fits the cache budget.
     """

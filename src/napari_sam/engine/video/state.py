@@ -1,4 +1,4 @@
-"""What a :class:`~napari_sam.engine.video_session.VideoSession` knows about one object.
+"""What a :class:`~napari_sam.engine.video.session.VideoSession` knows about one object.
 
 Mirrors the per-object slices of the official ``SAM2VideoPredictor`` inference state:
 
@@ -13,7 +13,7 @@ ours                   official ``inference_state``
 =====================  ====================================================================
 
 Per-frame arrays are tiny metadata (one byte and one float a frame); everything large per
-frame lives in the :class:`~napari_sam.engine.memory_store.FrameOutputStore`.
+frame lives in the :class:`~napari_sam.engine.video.memory_store.FrameOutputStore`.
 """
 
 from __future__ import annotations

@@ -27,7 +27,7 @@ import zarr.storage
 from zarr.abc.store import Store
 from zarr.core.sync import sync
 
-from .store_record import ATTRS_KEY, is_record
+from .record import ATTRS_KEY, is_record
 
 CHECKSUM_ARRAY = "checksum"
 COMPLETE_BIT = 1 << 32
