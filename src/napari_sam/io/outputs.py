@@ -74,7 +74,8 @@ def check_target(path, kind: str, overwrite: bool, header=None, note: str = "") 
                          f"own outputs: choose another output or remove it yourself{note}")
 
 
-def _remove(p: Path) -> None:
+def remove_path(p: Path) -> None:
+    """Remove a file, a link or a whole folder (only ever called on what napari-sam wrote)."""
     if p.is_dir() and not p.is_symlink():
         shutil.rmtree(p)
     elif p.exists() or p.is_symlink():
@@ -100,11 +101,11 @@ class _Partial:
         # the target may have changed while this ran: the same rule again, and the result is kept
         check_target(self.path, self.kind, self.overwrite, self.header, note=f" (this run's result: {self.tmp})")
         if self.path.exists() and (self.path.is_dir() or self.tmp.is_dir()):
-            _remove(self.path)
+            remove_path(self.path)
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        _remove(self.tmp)
+        remove_path(self.tmp)
 
 
 class LabelsWriter:
@@ -229,7 +230,7 @@ def commit_together(parts) -> None:
         for part in parts[len(done):]:
             part.abort()
         for part in done:
-            _remove(part.path)
+            remove_path(part.path)
         new = nothing_kept(err, [p.path for p in parts])
         if new is err:
             raise

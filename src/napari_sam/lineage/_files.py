@@ -12,6 +12,8 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
+from ..io.outputs import remove_path
+
 Recognise = Callable[[Path], "str | None"]  # None: recognised; else why not
 
 
@@ -30,13 +32,6 @@ def _check(target: Path, overwrite: bool, recognise: Recognise, kind: str) -> No
         raise FileExistsError(f"{target}: not replaced, it is not a {kind} ({why}); choose another path")
 
 
-def _remove(p: Path) -> None:
-    if p.is_dir() and not p.is_symlink():
-        shutil.rmtree(p)
-    elif p.exists() or p.is_symlink():
-        p.unlink()
-
-
 class PendingFolder:
     """A folder being written at ``tmp`` (``.NAME.PID.partial`` beside ``path``, new and empty)
     that becomes ``path`` on :meth:`commit` (the target is checked again first) or disappears
@@ -48,7 +43,7 @@ class PendingFolder:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         if self.tmp.exists():  # left by a crashed run of this process id: ours by its name
-            _remove(self.tmp)
+            remove_path(self.tmp)
         self.tmp.mkdir()
 
     def commit(self) -> None:
@@ -56,14 +51,14 @@ class PendingFolder:
             _check(self.path, self.overwrite, self.recognise, self.kind)
             if self.path.exists() or self.path.is_symlink():
                 old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
-                _remove(old)
+                remove_path(old)
                 os.replace(self.path, old)
                 try:
                     os.replace(self.tmp, self.path)
                 except BaseException:
                     os.replace(old, self.path)  # put the old one back
                     raise
-                _remove(old)
+                remove_path(old)
             else:
                 os.replace(self.tmp, self.path)
         except BaseException:
