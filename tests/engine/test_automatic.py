@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from napari_sam.engine import mask_ops
+from napari_sam.engine.masks import ops as mask_ops
 from napari_sam.engine.auto.segmenter import (
     AutomaticParams,
     MaskRecord,
