@@ -21,11 +21,11 @@ __all__ = [
 _LAZY = {
     "list_models": ("registry", "list_models"),
     "load_model": ("registry", "load_model"),
-    "ImagePredictor": ("engine.image_predictor", "ImagePredictor"),
-    "EmbeddingStore": ("engine.embedding_store", "EmbeddingStore"),
-    "VideoSession": ("engine.video_session", "VideoSession"),
-    "AutomaticSegmenter": ("engine.automatic", "AutomaticSegmenter"),
-    "AutoTracker": ("engine.auto_tracking", "AutoTracker"),
+    "ImagePredictor": ("engine.image.predictor", "ImagePredictor"),
+    "EmbeddingStore": ("engine.store.embedding_store", "EmbeddingStore"),
+    "VideoSession": ("engine.video.session", "VideoSession"),
+    "AutomaticSegmenter": ("engine.auto.segmenter", "AutomaticSegmenter"),
+    "AutoTracker": ("engine.auto.tracking", "AutoTracker"),
 }
 
 
