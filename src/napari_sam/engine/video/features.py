@@ -42,6 +42,10 @@ class FrameFeatures:
                     "embeddings must be an EmbeddingStore (or its folder) for these frames: "
                     f"{len(frames)} frames, store of {len(embeddings) if hasattr(embeddings, '__len__') else '?'}"
                 )
+            grid = getattr(embeddings, "grid", None)
+            if grid is not None:
+                raise ValueError(f"the EmbeddingStore was made with {grid.describe()}; this session is not tiled: "
+                                 "give VideoSession the store's tile_shape / halo, or an untiled store")
             if getattr(embeddings, "model", model) is not model:
                 raise ValueError("the EmbeddingStore was opened with another model object")
             self.store = embeddings

@@ -54,11 +54,27 @@ class VideoSession:
     across frames (see :mod:`~napari_sam.engine.video.projection_cache`; 0 disables).
     ``max_batch``: most objects per batched forward (None: all on a GPU; on a CPU as many as
     keep a batch's memory keys and values within ~32 MiB, which measured fastest there).
+    ``tile_shape`` / ``halo``: track at the frames' own pixels, tile by tile (a
+    :class:`~napari_sam.engine.video.tiled.TiledVideoSession` is returned; None, or "auto" on
+    frames no larger than the model input: the whole frame, as here).
     """
 
-    def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8, *,
-                 corrections_as_cond: bool = True, memory_dir=None,
+    def __new__(cls, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8,
+                tile_shape=None, halo=None, **options):
+        # tiles (``tile_shape`` / ``halo`` as micro-sam's, in frame pixels): a TiledVideoSession
+        # (engine/video/tiled.py) with one ordinary session per tile; None: the whole frame
+        if cls is VideoSession and (tile_shape is not None or halo is not None):
+            grid = _tiling(model, frames, tile_shape, halo)
+            if grid is not None:
+                from .tiled import TiledVideoSession
+
+                return TiledVideoSession(model, frames, grid, embeddings, contrast_limits, fill_hole_area, **options)
+        return super().__new__(cls)
+
+    def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8,
+                 tile_shape=None, halo=None, *, corrections_as_cond: bool = True, memory_dir=None,
                  projection_cache_bytes: int = 0, max_batch: int | None = None):
+        self.grid = None  # tile_shape / halo resolved to no tiling in __new__
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
         if not getattr(model, "can_track", True):
@@ -395,3 +411,11 @@ class VideoSession:
     def __repr__(self) -> str:
         return (f"VideoSession({self.num_frames} frames of {self.frame_shape}, "
                 f"{len(self._objects)} object(s), model {getattr(self.cfg, 'name', '?')})")
+
+
+def _tiling(model, frames, tile_shape, halo):
+    """The TileGrid for ``tile_shape`` / ``halo`` on these frames, or None (no tiling)."""
+    from ..image.tiling import resolve_tiling
+
+    size = int(getattr(getattr(model, "config", None), "image_size", 1024))
+    return resolve_tiling(tile_shape, halo, as_frame_stack(frames).frame_shape, size)
