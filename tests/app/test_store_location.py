@@ -69,3 +69,25 @@ def test_a_store_the_widget_made_is_found_by_the_command_line(small, tmp_path, c
     assert labels.shape == small["movie"].image.shape and labels.max() >= 1
     assert sorted(p.name for p in made.parent.iterdir()) == [made.name]  # no second store
 
+
+
+def test_the_tiling_is_part_of_the_key(small, tmp_path):
+    """Same data, model and tiling: the same folder (``"auto"`` and the sizes it resolves to
+    alike); another tiling, or none: another folder, so no store is refused or mixed up."""
+    model, frames = small["model"], small["movie"].image
+    loc = StoreLocator(model, root=tmp_path)
+    plain = loc.path(frames)
+    tiled = loc.path(frames, tile_shape=(32, 32), halo=(8, 8))
+    assert tiled != plain and tiled.parent == plain.parent
+    assert tiled.name == plain.name.replace(".zarr", "-tile32x32-halo8x8.zarr")
+    assert loc.path(frames, tile_shape=(32, 32), halo=(8, 8)) == tiled
+    assert loc.path(frames, tile_shape=(48, 48), halo=(8, 8)) not in (tiled, plain)
+    h, w = frames.shape[1:3]
+    if max(h, w) > model.image_size:
+        auto = loc.grid(frames, "auto")
+        assert loc.path(frames, "auto") == loc.path(frames, auto.tile_shape, auto.halo)
+    else:
+        assert loc.path(frames, "auto") == plain  # fits the model input: no tiles
+    store = loc.open(frames, tile_shape=(32, 32), halo=(8, 8))
+    assert store.path == tiled and store.grid.tile_shape == (32, 32) and store.grid.halo == (8, 8)
+    assert loc.open(frames).grid is None

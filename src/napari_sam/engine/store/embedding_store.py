@@ -9,6 +9,13 @@ Layout of the group (zarr v3; on disk a directory store, or in memory)::
 
 (chunk keys are flat, ``c.<t>.0.0``, so one listing of an array tells which frames it holds).
 
+**Tiled** (``tile_shape`` / ``halo``, :mod:`napari_sam.engine.image.tiling`): one *slot* per
+frame and tile, ``slot = t * n_tiles + i``, in place of the frame index above: the arrays are
+``(T * n_tiles, *shape)``, one chunk per frame and tile, each tile's checksum written after its
+features, so a tiled store resumes tile by tile. The record holds the tiling
+(``attrs[...]["tiling"] = {tile_shape, halo}``; an untiled store has none): a store made with
+other tiles (or none) is refused with a message saying so.
+
 A frame's feature chunks are written first and its ``checksum`` chunk LAST; zarr's directory
 store writes each chunk to a temporary file and renames it into place, so a reader (thread or
 process) never sees a torn chunk, and a frame left half-written by a killed process reads as
@@ -44,6 +51,8 @@ from . import integrity
 from ..frames import as_frame_stack, data_signature
 from ..image.family import transform_for
 from ..image.preprocess import estimate_contrast_limits, to_uint8_rgb
+from ..image.tiled import FrameView
+from ..image.tiling import TileGrid, resolve_tiling
 from .integrity import CorruptFrameWarning, StoreDamagedError  # noqa: F401 (public)
 from .record import (  # noqa: F401 (weights_hash: public here)
     ATTRS_KEY,
@@ -64,12 +73,18 @@ class EmbeddingStore:
     ``frames``: (T, H, W[, C]) or one (H, W[, C]) image; numpy, zarr, dask — read lazily.
     ``contrast_limits``: (lo, hi) to map frames to 8 bit; ``None`` reuses the limits an existing
     store recorded, or for a new store estimates one pair for the whole stack
-    (``preprocess.estimate_contrast_limits``), so every frame is mapped alike.
+    (``preprocess.estimate_contrast_limits``), so every frame is mapped alike (every tile too).
+    ``tile_shape`` / ``halo``: None (whole frames), ``"auto"`` or (h, w) pixels: the features
+    of each tile's outer window, one chunk per frame and tile (:attr:`grid`, ``get(t, tile=i)``).
     """
 
-    def __init__(self, path, model, frames, contrast_limits=None):
+    def __init__(self, path, model, frames, contrast_limits=None, tile_shape=None, halo=None):
         self.model = model
         self.frames = as_frame_stack(frames)
+        #: the tiles of every frame, or None (whole frames)
+        self.grid: TileGrid | None = resolve_tiling(tile_shape, halo, self.frames.frame_shape, int(model.image_size))
+        self._n_tiles = 1 if self.grid is None else len(self.grid)
+        self._slots = len(self.frames) * self._n_tiles
         self.path = Path(path) if isinstance(path, (str, os.PathLike)) else None
         self._where = repr(str(self.path)) if self.path else ("memory" if path is None else str(path))
         self.signature = data_signature(self.frames)
@@ -85,13 +100,13 @@ class EmbeddingStore:
             self._check_record(group, stored, contrast_limits is not None)
         self._group = group
         self._checksum = integrity.open_or_create(
-            group, integrity.CHECKSUM_ARRAY, self._where, zarr.Array, shape=(len(self),), chunks=(1,),
+            group, integrity.CHECKSUM_ARRAY, self._where, zarr.Array, shape=(self._slots,), chunks=(1,),
             dtype="uint64", fill_value=0, compressors=None, chunk_key_encoding=integrity.FLAT_KEYS,
         )
-        if self._checksum.shape != (len(self),) or self._checksum.dtype != np.uint64:
+        if self._checksum.shape != (self._slots,) or self._checksum.dtype != np.uint64:
             raise integrity.damaged(
                 self._where, f"its checksum array is {self._checksum.dtype} of shape {self._checksum.shape}, "
-                f"expected uint64 of shape ({len(self)},)"
+                f"expected uint64 of shape ({self._slots},)"
             )
         self._arrays = self._open_feature_arrays()
         self._levels_final = False  # True once the arrays are known to be all there
@@ -116,6 +131,8 @@ class EmbeddingStore:
             "preprocess": {"kind": self._transform.frame_preprocess_kind, "image_size": self._model_info["image_size"],
                            "contrast_limits": limits},
         }
+        if self.grid is not None:  # an untiled store records none (as stores made before tiles)
+            record["tiling"] = self.grid.signature()
         return json.loads(json.dumps(record))
 
     def _check_record(self, group, stored: dict, limits_given: bool) -> None:
@@ -132,26 +149,7 @@ class EmbeddingStore:
                 + ". Use another path, or delete that store to recompute."
             )
         if version == 1:
-            self._rebuild_format_1(group)
-
-    def _rebuild_format_1(self, group) -> None:
-        """A format-1 store has no checksums: nothing it holds can be verified. Record the new
-        format first (so other processes open it as such), then drop the old arrays."""
-        group.attrs[ATTRS_KEY] = self._meta
-        old = integrity.open_node(group, "complete", self._where, zarr.Array)
-        done = int(np.count_nonzero(integrity.read_flags(old))) if old is not None else 0
-        for name in ("complete", "features"):
-            try:
-                del group[name]
-            except KeyError:
-                pass
-        warnings.warn(
-            f"the embedding store at {self._where} was written by an earlier napari-sam without "
-            f"checksums, so its {done} stored frame(s) cannot be verified; they are dropped and "
-            "re-encoded as they are needed (or by precompute())",
-            UserWarning,
-            stacklevel=4,
-        )
+            integrity.rebuild_format_1(group, self._meta, self._where)
 
     def _open_feature_arrays(self) -> dict:
         fgroup = integrity.open_node(self._group, "features", self._where, zarr.Group)
@@ -180,7 +178,7 @@ class EmbeddingStore:
                     raise ValueError(f"feature name {name!r} cannot be a zarr array name")
                 arrays[name] = integrity.open_or_create(
                     fgroup, name, self._where, zarr.Array,
-                    shape=(len(self), *value.shape),
+                    shape=(self._slots, *value.shape),
                     chunks=(1, *value.shape),
                     dtype="float32",
                     fill_value=0.0,
@@ -193,7 +191,7 @@ class EmbeddingStore:
             if extra:
                 raise ValueError(f"the store holds feature levels {extra} this model does not make")
         for name, value in feats.items():
-            if tuple(arrays[name].shape) != (len(self), *value.shape):
+            if tuple(arrays[name].shape) != (self._slots, *value.shape):
                 raise ValueError(
                     f"feature {name!r} of shape {value.shape} does not fit the store's array "
                     f"of shape {tuple(arrays[name].shape)}"
@@ -236,14 +234,14 @@ class EmbeddingStore:
         p = model_param(self.model)
         return p.device if p is not None else torch.device("cpu")
 
-    def has(self, t: int) -> bool:
-        """Whether frame ``t`` is completely stored: its checksum and all its chunks are there
-        (read fresh from the store; the features themselves are checked by :meth:`get`)."""
-        t = self.frames._index(t)
-        return integrity.read_flag(self._checksum, t) != 0 and self._chunks_present(t)
+    def has(self, t: int, tile: int | None = None) -> bool:
+        """Whether frame ``t`` (tiled: all its tiles, or tile ``tile``) is completely stored:
+        its checksum and all its chunks are there (read fresh from the store; the features
+        themselves are checked by :meth:`get`)."""
+        return all(integrity.read_flag(self._checksum, s) != 0 and self._chunks_present(s)
+                   for s in self._slots_of(t, tile))
 
-    def missing(self) -> list[int]:
-        """Indices of the frames not completely stored (no checksum, or a chunk gone), ascending."""
+    def _slots_done(self) -> np.ndarray:
         done = integrity.read_flags(self._checksum) != 0
         if done.any():
             arrays = self._readable_arrays()
@@ -251,22 +249,50 @@ class EmbeddingStore:
                 done[:] = False
             for arr in arrays.values():
                 done &= integrity.frames_present(arr)
+        return done
+
+    def missing(self) -> list[int]:
+        """Indices of the frames not completely stored (no checksum, or a chunk gone; tiled:
+        any of its tiles), ascending."""
+        done = self._slots_done().reshape(len(self), self._n_tiles).all(axis=1)
         return [int(i) for i in np.flatnonzero(~done)]
+
+    def missing_tiles(self) -> list[tuple[int, int]]:
+        """(frame, tile) of every tile not completely stored, in order (tile 0 when untiled)."""
+        return [divmod(int(s), self._n_tiles) for s in np.flatnonzero(~self._slots_done())]
+
+    def _slots_of(self, t: int, tile: int | None) -> list[int]:
+        t = self.frames._index(t)
+        if tile is None:
+            return list(range(t * self._n_tiles, (t + 1) * self._n_tiles))
+        if self.grid is None:
+            raise ValueError(f"the embedding store at {self._where} is not tiled: call get(t) / has(t) without tile")
+        if not isinstance(tile, (int, np.integer)) or not 0 <= int(tile) < self._n_tiles:
+            raise IndexError(f"tile {tile!r} out of range for {self.grid.describe()}")
+        return [t * self._n_tiles + int(tile)]
 
     def is_complete(self) -> bool:
         return not self.missing()
 
-    def get(self, t: int) -> dict[str, torch.Tensor]:
+    def get(self, t: int, tile: int | None = None):
         """Frame ``t``'s features, batch 1, on the model's device and in its dtype.
 
         Read from the store when complete there and sound (they match their checksum);
         otherwise encoded now, stored, returned. A damaged frame is reported with a
         :class:`CorruptFrameWarning` naming the store and the frame.
+
+        Tiled: ``tile=i`` gives the features of tile ``i``'s outer window (``grid[i]``);
+        without ``tile``, a list of every tile's features in grid order.
         """
-        t = self.frames._index(t)
-        feats = self._read_checked(t)
+        slots = self._slots_of(t, tile)
+        if self.grid is not None and tile is None:
+            return [self._get_slot(s) for s in slots]
+        return self._get_slot(slots[0])
+
+    def _get_slot(self, slot: int) -> dict[str, torch.Tensor]:
+        feats = self._read_checked(slot)
         if feats is None:
-            feats = self._encode_and_store(t)
+            feats = self._encode_and_store(slot)
         out, device = {}, self.device
         for k, v in feats.items():
             dtype = _DTYPES.get(self._arrays[k].attrs.get("torch_dtype"), torch.float32)
@@ -277,19 +303,19 @@ class EmbeddingStore:
         """Read every stored frame and check it against its checksum (this reads the whole
         store). The damaged frames are marked missing, so :meth:`missing` lists them and
         :meth:`precompute` encodes them again; returns them, ascending."""
-        bad = []
-        done = set(range(len(self))) - set(self.missing())
-        for t in sorted(done):
-            _, problem = self._check(t)
+        bad = set()
+        for s in np.flatnonzero(self._slots_done()):
+            _, problem = self._check(int(s))
             if problem is not None:
-                self._checksum[t] = 0
-                bad.append(t)
-        return bad
+                self._checksum[int(s)] = 0
+                bad.add(int(s) // self._n_tiles)
+        return sorted(bad)
 
     def precompute_iter(self) -> Iterator[tuple[int, int]]:
-        """Encode every missing frame, yielding ``(done, total)`` first once, then after each frame.
+        """Encode every missing frame, yielding ``(done, total)`` first once, then after each frame
+        (tiled: after each tile, ``done`` and ``total`` counting tiles).
 
-        ``done`` counts complete frames, whichever process stored them. Stop iterating (or
+        ``done`` counts complete frames (tiles), whichever process stored them. Stop iterating (or
         ``close()`` the generator; napari's ``thread_worker`` quit) to cancel between frames:
         what is stored stays, and a later call resumes with the frames still missing.
         """
@@ -299,7 +325,7 @@ class EmbeddingStore:
     def precompute(self, progress: Callable[[int, int], object] | None = None) -> int:
         """Encode every missing frame; ``progress(done, total)`` as in :meth:`precompute_iter`.
 
-        Returns how many frames this call encoded (0 when the store was already complete).
+        Returns how many frames (tiled: tiles) this call encoded (0 when the store was already complete).
         """
         encoded = 0
         for done, total, new in self._steps():
@@ -315,8 +341,9 @@ class EmbeddingStore:
         return bool(arrays) and all(integrity.chunk_present(a, t) for a in arrays.values())
 
     def _check(self, t: int) -> tuple[dict[str, np.ndarray] | None, str | None]:
-        """(features, None) when frame ``t`` is stored and sound; (None, None) when it is not
-        stored (no checksum, or a chunk gone); (None, what is wrong) when it is damaged."""
+        """(features, None) when slot ``t`` (a frame; tiled, a frame's tile) is stored and sound;
+        (None, None) when it is not stored (no checksum, or a chunk gone); (None, what is
+        wrong) when it is damaged."""
         want = integrity.read_flag(self._checksum, t)
         if want == 0:
             return None, None
@@ -336,26 +363,42 @@ class EmbeddingStore:
         if problem is not None:
             warnings.warn(
                 CorruptFrameWarning(
-                    f"the embedding store at {self._where}: frame {t} is damaged — {problem}; encoding it again"
+                    f"the embedding store at {self._where}: {self._slot_name(t)} is damaged — {problem}; "
+                    "encoding it again"
                 ),
                 stacklevel=3,
             )
         return feats
 
+    def _slot_name(self, slot: int) -> str:
+        if self.grid is None:
+            return f"frame {slot}"
+        t, i = divmod(slot, self._n_tiles)
+        return f"frame {t} tile {i}"
+
     def _steps(self):
-        total = len(self)
-        todo = self.missing()
+        total = self._slots
+        todo = [int(s) for s in np.flatnonzero(~self._slots_done())]
         done = total - len(todo)
         yield done, total, False
-        for t in todo:
-            new = not self.has(t)  # another process may have stored it meanwhile
+        for s in todo:
+            # another process may have stored it meanwhile
+            new = not (integrity.read_flag(self._checksum, s) != 0 and self._chunks_present(s))
             if new:
-                self._encode_and_store(t)
+                self._encode_and_store(s)
             done += 1
             yield done, total, new
 
+    def _slot_rgb(self, slot: int) -> np.ndarray:
+        """The 8-bit RGB image a slot's features are encoded from (a tile: only its outer
+        window is read and converted)."""
+        if self.grid is None:
+            return to_uint8_rgb(self.frames[slot], self.contrast_limits)
+        t, i = divmod(slot, self._n_tiles)
+        return to_uint8_rgb(FrameView(self.frames, t)[self.grid[i].outer_slices], self.contrast_limits)
+
     def _encode_and_store(self, t: int) -> dict[str, np.ndarray]:
-        rgb = to_uint8_rgb(self.frames[t], self.contrast_limits)
+        rgb = self._slot_rgb(t)
         out = self._transform.encode(rgb, frame=True)
         if not isinstance(out, dict) or not out:
             raise TypeError("model.encode_image must return a non-empty dict of tensors")
@@ -373,4 +416,6 @@ class EmbeddingStore:
 
     def __repr__(self) -> str:
         done = len(self) - len(self.missing())
-        return f"EmbeddingStore({self._where}, {self.model_name or self._model_info['family']}, {done}/{len(self)} frames)"
+        tiles = "" if self.grid is None else f", {self.grid.describe()}"
+        return (f"EmbeddingStore({self._where}, {self.model_name or self._model_info['family']}, "
+                f"{done}/{len(self)} frames{tiles})")

@@ -205,3 +205,25 @@ def create_store_group(store, record: dict, path, where: str):
         if group is None or stored is None:
             raise damaged(where, "its zarr.json cannot be read") from None
         return group, stored
+
+
+def rebuild_format_1(group: zarr.Group, record: dict, where: str) -> None:
+    """A format-1 store has no checksums: nothing it holds can be verified. Record the new
+    format first (so other processes open it as such), then drop the old arrays."""
+    import warnings
+
+    group.attrs[ATTRS_KEY] = record
+    old = open_node(group, "complete", where, zarr.Array)
+    done = int(np.count_nonzero(read_flags(old))) if old is not None else 0
+    for name in ("complete", "features"):
+        try:
+            del group[name]
+        except KeyError:
+            pass
+    warnings.warn(
+        f"the embedding store at {where} was written by an earlier napari-sam without "
+        f"checksums, so its {done} stored frame(s) cannot be verified; they are dropped and "
+        "re-encoded as they are needed (or by precompute())",
+        UserWarning,
+        stacklevel=4,
+    )

@@ -110,4 +110,13 @@ def differences(stored: dict, wanted: dict, limits_given: bool) -> list[str]:
                 if key == "sample_hash":
                     what = "data content (sampled pixels differ)"
                 out.append(f"{what}: store has {_fmt(a)}, asked for {_fmt(b)}")
+    a, b = stored.get("tiling"), wanted.get("tiling")
+    if a != b:
+        out.append(f"tiling: the store was made with {_tiling(a)}, asked for {_tiling(b)}")
     return out
+
+
+def _tiling(t) -> str:
+    if not t:
+        return "no tiles (whole frames)"
+    return f"tiles of {_fmt(t.get('tile_shape'))} px with halo {_fmt(t.get('halo'))} px"
