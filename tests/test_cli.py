@@ -69,8 +69,8 @@ def test_segment_auto_and_track_in_subprocess(files):
     assert r.returncode == 0, r.stderr
     tracked = zarr.open(str(d / "tracked.zarr"), mode="r")
     assert tracked.shape == (T, H, W) and tracked.dtype == np.int32
-    rows = np.loadtxt(d / "tracks.csv", delimiter=",", skiprows=1).reshape(-1, 5)
-    assert (d / "tracks.csv").read_text().splitlines()[0] == "frame,id,y,x,area"
+    rows = np.loadtxt(d / "tracks.csv", delimiter=",", skiprows=1).reshape(-1, 6)
+    assert (d / "tracks.csv").read_text().splitlines()[0] == "frame,id,y,x,area,parent"
     for t in range(T):  # the table says what the labels say
         ids, areas = np.unique(tracked[t][tracked[t] > 0], return_counts=True)
         sel = rows[rows[:, 0] == t]

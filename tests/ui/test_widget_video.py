@@ -256,6 +256,7 @@ def test_tracks_layer(sam, qtbot):
     s = synthetic.timelapse(n_frames=8, shape=(128, 128), seed=3)
     viewer.add_image(s.image, name="movie")
     w = open_widget()
+    w.lineage.divisions_check.setChecked(False)  # random weights: a split mask would add ids
     click(w, viewer, [0, 40, 40])
     w.new_object()
     click(w, viewer, [0, 90, 90])

@@ -40,7 +40,7 @@ class StackSession:
     image, read lazily; a bare array is ``{(): frames}``) and ``model``. ``cache_root``: where
     stores go (default the shared cache, :func:`~.store_location.embeddings_root`)."""
 
-    def __init__(self, model, stacks, cache_root: Path | None = None):
+    def __init__(self, model, stacks, cache_root: Path | None = None, divisions: bool = True):
         from napari_sam.engine.frames import as_frame_stack
 
         self.model = model
@@ -59,6 +59,13 @@ class StackSession:
         self._predictor = None
         self._predictor_on: tuple | None = None
         self.closed = False
+        #: Propagate looks for divisions (see :mod:`.propagation`); False: an object never branches
+        self.divisions = bool(divisions)
+        #: ``() -> int``: the caller's first free id (the widget: beyond every label and prompt);
+        #: daughters of a division get ids from there on, beyond every object of this session too
+        self.first_free_id = None
+        self._found: dict = {}
+        self._top_id = 0
 
     @property
     def cache_root(self) -> Path:
@@ -141,21 +148,45 @@ class StackSession:
 
     def propagate_iter(self, key, direction: str, start: int | None = None,
                        max_frames: int | None = None) -> Iterator[tuple]:
-        """Track every object of stack ``key``; yields (frame, {obj: mask}, {obj: score})."""
+        """Track every object of stack ``key``; yields (frame, {obj: mask}, {obj: score}).
+        With :attr:`divisions` an object whose mask splits in two ends there and two
+        daughters with new ids go on (:mod:`.propagation`; :meth:`parents` lists them)."""
         sess = self.session(key)
         with self.lock:
             if not sess.obj_ids:
                 return
             start = resolve_start(sess, start)
-            steps = sess.propagate(direction=direction, start=start, max_frames=max_frames)
+            if self.divisions:
+                from .propagation import Divisions, propagate
+
+                found = self._found.setdefault(key, Divisions())
+                steps = propagate(sess, direction, start, max_frames, found, self._new_id)
+            else:
+                steps = self._plain(sess, direction, start, max_frames)
         while not self.closed:
             with self.lock:
                 item = next(steps, None)
                 if item is None:
                     return
-                frame, obj_ids, logits = item
-                scores = sess.object_scores(frame)
+            yield item
+
+    @staticmethod
+    def _plain(sess, direction, start, max_frames):
+        for frame, obj_ids, logits in sess.propagate(direction=direction, start=start, max_frames=max_frames):
+            scores = sess.object_scores(frame)
             yield frame, {int(o): lg > 0 for o, lg in zip(obj_ids, logits)}, {int(o): scores.get(o) for o in obj_ids}
+
+    def parents(self, key=()) -> dict[int, int]:
+        """``{daughter: mother}`` of the divisions the propagations of stack ``key`` found."""
+        found = self._found.get(key)
+        return dict(found.parents) if found is not None else {}
+
+    def _new_id(self) -> int:
+        used = [self._top_id, *(int(o) for s in self._sessions.values() for o in s.obj_ids if isinstance(o, int))]
+        used += [d for f in self._found.values() for d in f.parents]
+        floor = int((self.first_free_id() if self.first_free_id is not None else None) or 1)
+        self._top_id = max(floor, max(used) + 1)
+        return self._top_id
 
     # ------------------------------------------------------------------ automatic
     def segment_everything(self, key, frame: int, params=None, progress=None) -> np.ndarray | None:

@@ -57,6 +57,33 @@ def check_paths(args, writes) -> None:
     refuse_overlaps(reads, [*writes, ("the --embeddings store", getattr(args, "embeddings", None))])
 
 
+def check_folder_target(path: Path, overwrite: bool, recognise, kind: str) -> None:
+    """Refuse an output folder before any work, by the rule its writer applies when it commits
+    (:class:`napari_sam.lineage.PendingFolder`): its parent must exist; an existing non-empty
+    folder is replaced only with ``overwrite`` and only when ``recognise(path)`` says it is a
+    ``kind`` (returns None; else why not)."""
+    import os
+
+    from ..io import InputError
+
+    if not path.parent.is_dir():
+        raise InputError(f"{path.parent}: output folder does not exist")
+    if not os.access(path.parent, os.W_OK):
+        raise InputError(f"{path.parent}: no permission to write in this folder")
+    if not (path.exists() or path.is_symlink()):
+        return
+    if not path.is_dir():
+        raise InputError(f"{path}: exists and is not a folder; choose another path for the {kind}")
+    if not any(path.iterdir()):
+        return
+    if not overwrite:
+        raise InputError(f"{path}: folder exists and is not empty; use --overwrite to replace a {kind} there")
+    why = recognise(path)
+    if why is not None:
+        raise InputError(f"{path}: not replaced, it is not a {kind} ({why}); --overwrite replaces only a {kind}: "
+                         "choose another path or remove it yourself")
+
+
 def cached_stores(args, models, model_spec, inputs) -> list[str | None]:
     """Per input, the store to read / fill: ``--embeddings`` (one input), the shared cache's
     store of that input (``--embeddings-cache``, found by the widget's rule), or None."""

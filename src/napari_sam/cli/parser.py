@@ -36,9 +36,15 @@ def build_parser() -> argparse.ArgumentParser:
     _stores(seg)
     _auto_options(seg)
 
-    trk = sub.add_parser("track", help="track objects through a stack; labels + tracks CSV", epilog=EPILOG)
+    trk = sub.add_parser("track", help="track objects through a stack; labels + tracks CSV [+ CTC folder, GEFF]",
+                         epilog=EPILOG)
     _common(trk)
-    trk.add_argument("--tracks", required=True, help="tracks table CSV (frame, id, y, x, area)")
+    trk.add_argument("--tracks", required=True, help="tracks table CSV (frame, id, y, x, area, parent)")
+    trk.add_argument("--ctc", metavar="DIR", help="also the lineage as a Cell Tracking Challenge folder (maskTTT.tif "
+                     "per frame + res_track.txt); an existing non-empty folder only with --overwrite, and only "
+                     "when it is a CTC folder")
+    trk.add_argument("--geff", metavar="PATH", help="also the lineage as a GEFF zarr folder (the geff package); "
+                     "an existing one only with --overwrite")
     trk.add_argument("--prompts", help="track these objects instead of segmenting everything")
     _stores(trk)
     trk.add_argument("--every", type=int, default=10, help="segment again every K frames for newcomers (0: never)")

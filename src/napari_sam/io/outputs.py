@@ -35,7 +35,7 @@ def written_by_napari_sam(path, kind: str, header=None) -> bool:
     try:
         if kind == "table":
             with open(p, newline="") as f:
-                return header is not None and f.readline().rstrip("\r\n") == ",".join(header)
+                return header is not None and _same_table(f.readline().rstrip("\r\n").split(","), list(header))
         import zarr
 
         if kind == "embeddings":
@@ -51,6 +51,13 @@ def written_by_napari_sam(path, kind: str, header=None) -> bool:
             return tif.pages[0].software == SOFTWARE and meta.get(MARK) == kind
     except Exception:  # noqa: BLE001  (unreadable: not ours)
         return False
+
+
+def _same_table(found: list[str], header: list[str]) -> bool:
+    """Whether a table's first line is ``header``; the tracks table with and without its
+    ``parent`` column (added with the lineage) counts as the same table."""
+    strip = (lambda cols: cols[:-1] if cols[-1:] == ["parent"] else cols)
+    return found == header or strip(found) == strip(header)
 
 
 def check_target(path, kind: str, overwrite: bool, header=None, note: str = "") -> None:

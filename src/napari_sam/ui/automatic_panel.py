@@ -38,7 +38,8 @@ from .workers import Job
 
 
 TRACK_TIP = ("Segment everything on the first slice, track every object through the stack (SAM 2), "
-             "look for new ones every K slices; ids are kept over slices")
+             "look for new ones every K slices; ids are kept over slices; divisions the tracker finds "
+             "go into the lineage (Tracks layer, Export CTC)")
 
 
 class Cancelled(Exception):
@@ -259,6 +260,9 @@ class AutomaticPanel(QGroupBox):
 
         def done(tracker, aborted):
             span = f" (labels {min(ids)}–{max(ids)})" if ids else ""
+            found = getattr(tracker, "parents", None) or {}  # divisions, in the tracker's ids
+            if found and labels in w.viewer.layers:
+                w.add_parents(labels, {int(d) + offset: int(m) + offset for d, m in found.items()})
             if too_many:
                 finish(f"Track everything stopped: ids up to {too_many[0]} do not fit the Labels layer's "
                        f"{labels.data.dtype}; use a new labels layer. Finished slices are kept.")

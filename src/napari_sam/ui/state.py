@@ -16,6 +16,7 @@ from .undo_step import OpenSteps
 
 ROLE = "napari-sam-role"  # layer metadata: "clicks" | "boxes" | "labels" | "tracks"
 SOURCE = "napari-sam-image"  # layer metadata: the image layer's name
+PARENTS = "napari-sam-parents"  # Labels layer metadata: the lineage, {daughter id: mother id}
 BUSY = "Busy: wait for the running job or cancel it."
 
 
@@ -63,6 +64,7 @@ class WidgetState(QObject):
         self.current_object = 1
         self.positive = True
         self.overwrite = False
+        self.divisions = True  # Propagate ends a track whose mask splits and starts two daughters
         self.last_error: Exception | None = None
         self.last_edit: dict = {}  # stack key -> frame of the latest prompt edit since propagating
         self.absent: dict = {}  # (stack key, obj) -> frames where the object is not visible
@@ -152,6 +154,12 @@ class WidgetState(QObject):
     def show_visibility(self) -> None:
         lines = [f"object {obj}: not visible on slices {ranges(fr)}" for (s, obj), fr in sorted(self.absent.items()) if fr]
         self.visibility_changed.emit("\n".join(lines))
+
+    def add_parents(self, labels, parents) -> None:
+        """Record ``{daughter: mother}`` links in a Labels layer's lineage (its metadata)."""
+        if parents:
+            labels.metadata[PARENTS] = {**(labels.metadata.get(PARENTS) or {}),
+                                        **{int(d): int(m) for d, m in parents.items()}}
 
     def reset_session(self) -> None:
         """A new engine: no edits, no visibility notes."""

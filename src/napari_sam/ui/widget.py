@@ -24,6 +24,7 @@ from .embeddings_panel import EmbeddingsPanel
 from .geometry import StackGeometry
 from .labels_ownership import Ownership
 from .layers_panel import LayersPanel
+from .lineage_panel import LineagePanel
 from .model_loading import ModelLoader
 from .model_panel import ModelPanel
 from .objects_panel import ObjectsPanel
@@ -73,6 +74,7 @@ class SamWidget(QWidget):
         self.layers = LayersPanel(self.state)
         self.embeddings = EmbeddingsPanel(self.state)
         self.objects = ObjectsPanel(self.state)
+        self.lineage = LineagePanel(self.state)  # before the video panel: its tracks draw the lineage found
         self.video = VideoPanel(self.state)
         self.automatic = AutomaticPanel(self.state)  # "Segment everything" / "Track everything"
         self.status = QLabel("Click on an object (the default model loads on the first click), or load a model first.")
@@ -89,7 +91,7 @@ class SamWidget(QWidget):
         lay = QVBoxLayout(inner)
         box = QGroupBox("Model")
         QVBoxLayout(box).addWidget(self.model_panel)
-        for panel in (box, self.layers, self.embeddings, self.objects, self.video, self.automatic):
+        for panel in (box, self.layers, self.embeddings, self.objects, self.video, self.automatic, self.lineage):
             lay.addWidget(panel)
         lay.addStretch(1)
         scroll = QScrollArea()
@@ -280,6 +282,8 @@ class SamWidget(QWidget):
             s.geometry = StackGeometry.of(image, self.layers.axis())
             if s.model is not None:
                 s.segmenter = Segmenter(s.model, image, s.geometry)
+                s.segmenter.divisions = s.divisions
+                s.segmenter.first_free_id = _weak(s.next_free_object)  # daughters' ids: new to the layer
             self.ensure_layers()  # something to click in, model or not (the first click loads one)
         s.prompts = self._collect()
         s.reset_session()
@@ -368,6 +372,7 @@ class SamWidget(QWidget):
             return
         self._release_engine()
         self._unbind()
+        self.lineage.cancel(quiet=True)
         self.layers.disconnect_viewer()
         self.viewer.layers.events.removed.disconnect(self._layer_removed)
 
