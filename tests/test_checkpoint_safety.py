@@ -6,6 +6,7 @@ Uses the bundled ``embedded`` weights (small, no download) as the good file to d
 from __future__ import annotations
 
 import os
+import re
 import zipfile
 
 import pytest
@@ -159,3 +160,57 @@ def test_load_embedded_checks_its_file(tmp_path, good_sd):
         load_embedded(_save(tmp_path, {"model": sd}))
     model = load_embedded()
     assert next(model.parameters()).dtype == torch.float32
+
+
+# ------------------------------------------------------------------ code-executing payloads
+class _Exec:
+    """Unpickling this runs ``exec(source)``: the classic payload of a malicious checkpoint."""
+
+    def __init__(self, source: str) -> None:
+        self.source = source
+
+    def __reduce__(self):
+        return (exec, (self.source,))
+
+
+class _WriteText:
+    """A payload hidden behind an allowed class's method (``pathlib.Path.write_text``)."""
+
+    def __init__(self, path) -> None:
+        self.path = path
+
+    def __reduce__(self):
+        import pathlib
+
+        return (pathlib.Path.write_text, (pathlib.Path(self.path), "pwned"))
+
+
+@pytest.mark.parametrize("payload, glob", [(_Exec, r"Python object exec\b"),
+                                           (_WriteText, r"Python object getattr\b")])
+def test_code_in_a_torch_em_checkpoint_is_refused_and_never_run(tmp_path, good_sd, payload, glob):
+    marker = tmp_path / "payload_ran"
+    arg = f"open({str(marker)!r}, 'w').close()" if payload is _Exec else marker
+    path = _save(tmp_path, {"model_state": {f"sam.{k}": v for k, v in good_sd.items()}, "init": payload(arg)})
+    torch.load(path, weights_only=False)  # the payload is real: an unsafe load runs it
+    assert marker.exists()
+    marker.unlink()
+    for load in (lambda: checkpoints.read_checkpoint(path), lambda: ns.load_model("vit_b_lm", checkpoint=path)):
+        with pytest.raises(CheckpointError) as err:
+            load()
+        msg = str(err.value)
+        assert re.search(glob, msg) and str(path) in msg and "never run" in msg, msg
+        assert not marker.exists()
+
+
+def test_plain_metadata_of_training_checkpoints_is_allowed(tmp_path, good_sd):
+    """torch_em's checkpoints carry numbers, strings and paths beside the weights: those load."""
+    import pathlib
+
+    import numpy as np
+
+    path = _save(tmp_path, {"model_state": {f"sam.{k}": v for k, v in good_sd.items()},
+                            "best_metric": np.float64(0.125), "iteration": np.int64(7), "shape": np.arange(3),
+                            "init": {"save_root": pathlib.PurePosixPath("/data/run"), "dtype": np.dtype("float32")}})
+    ckpt = checkpoints.read_checkpoint(path)
+    assert ckpt.format == "torch_em" and set(ckpt.state_dict) == set(good_sd)
+    assert {"best_metric", "iteration", "init"} <= set(ckpt.extra)

@@ -1,17 +1,27 @@
-"""Checkpoint files: download once (pooch, SHA-256 checked), read safely, explain mismatches.
+"""Checkpoint files: download once (pooch, hash checked), read safely, explain mismatches.
 
 Every read is ``torch.load(..., weights_only=True)``: a checkpoint can hold tensors, never code.
+Besides tensors and containers, only the few plain data types of :data:`SAFE_GLOBALS` (numpy
+scalars / arrays / dtypes, ``pathlib`` paths — what torch_em's training checkpoints may carry
+beside the weights) are accepted; a file that needs any other Python object is refused with
+a message naming it, and nothing from it is run.
 Nothing in the weights cache is ever deleted unless this program downloaded it: a file there
-with another SHA-256 is kept (offline) or moved aside to ``<name>.sha256-<hash>`` (online).
+with another hash is kept (offline) or moved aside to ``<name>.sha256-<hash>`` (online).
+
+Formats read: SAM 1 / MobileSAM / micro-sam flat state_dicts, SAM 2 ``{"model": ...}``, and
+torch_em's (micro-sam's) ``{"model_state": {"sam.<key>": ...}, "decoder_state": ..., ...}``:
+the ``sam.`` prefix is stripped and the decoder's tensors are kept (:class:`Checkpoint`).
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import pathlib
 import re
 import warnings
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -29,25 +39,48 @@ def sha256_of(path: str | Path, chunk: int = 1 << 20) -> str:
     return h.hexdigest()
 
 
+def _xxh128():
+    try:
+        import xxhash
+    except ImportError as err:
+        raise CheckpointError(
+            "micro-sam publishes xxh128 digests; checking them needs the 'xxhash' package "
+            "(pip install xxhash)"
+        ) from err
+    return xxhash.xxh128()
+
+
+def hash_of(path: str | Path, algorithm: str = "sha256", chunk: int = 1 << 20) -> str:
+    """Hex digest of a file: ``"sha256"`` or ``"xxh128"`` (micro-sam's; needs ``xxhash``)."""
+    if algorithm == "sha256":
+        return sha256_of(path, chunk)
+    if algorithm != "xxh128":
+        raise ValueError(f"unknown hash {algorithm!r}: 'sha256' or 'xxh128'")
+    h = _xxh128()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verify(info, path: str | Path | None = None) -> bool:
+    """Whether the file (default: ``info.path``) has the registry's digest (SHA-256 or xxh128)."""
+    algorithm, digest = info.known_hash.split(":", 1)
+    return hash_of(path or info.path, algorithm) == digest
+
+
 def offline() -> bool:
     """``NAPARI_SAM_OFFLINE=1`` forbids any download attempt."""
     return os.environ.get("NAPARI_SAM_OFFLINE", "").lower() in ("1", "true", "yes")
 
 
-def _by_hand(info) -> str:
-    return (
-        f"Download {info.url} on a machine with internet access and put it at {info.path} "
-        f"(or pass checkpoint=<path to the file>)."
-    )
-
-
-def _move_aside(path: Path, digest: str) -> Path:
-    """Rename ``path`` to a free ``<name>.sha256-<digest[:12]>[-N]`` beside it; the new path."""
-    target = path.with_name(f"{path.name}.sha256-{digest[:12]}")
+def _move_aside(path: Path, digest: str, algorithm: str = "sha256") -> Path:
+    """Rename ``path`` to a free ``<name>.<algorithm>-<digest[:12]>[-N]`` beside it; the new path."""
+    target = path.with_name(f"{path.name}.{algorithm}-{digest[:12]}")
     n = 0
     while target.exists():
         n += 1
-        target = path.with_name(f"{path.name}.sha256-{digest[:12]}-{n}")
+        target = path.with_name(f"{path.name}.{algorithm}-{digest[:12]}-{n}")
     path.rename(target)
     return target
 
@@ -55,36 +88,56 @@ def _move_aside(path: Path, digest: str) -> Path:
 def fetch(info, progressbar: bool = False) -> Path:
     """The verified cached file of ``info``; downloaded (with ``pooch``) if absent.
 
-    A file at the cache path whose SHA-256 differs (truncated, another version, the user's
+    A file at the cache path whose hash differs (truncated, another version, the user's
     own) is never deleted: offline it stays where it is and the error says so; online it is
     moved aside to ``<name>.sha256-<its hash>`` (a warning names both paths) and the official
-    file is downloaded. A download whose SHA-256 is wrong is not kept (pooch writes to a
-    temporary file) and is reported with its URL and cache path.
+    file is downloaded. A download whose hash is wrong is not kept (pooch writes to a
+    temporary file) and is reported with its URL and cache path. The hash is the registry's
+    (``info.known_hash``): SHA-256 for Meta's files, xxh128 for micro-sam's.
     """
     path = info.path
     if getattr(info, "bundled", False):  # inside the package: nothing to download
         if path.is_file() and sha256_of(path) == info.sha256:
             return path
         raise CheckpointError(f"the bundled {info.name} weights are missing or damaged ({path}); reinstall napari-sam")
+    return _fetch_file(info.name, path, info.url, info.known_hash, progressbar)
+
+
+def fetch_decoder(info, progressbar: bool = False) -> Path | None:
+    """micro-sam's instance-segmentation decoder file of ``info`` (verified, downloaded once),
+    or None for a model without one."""
+    if not getattr(info, "decoder_url", ""):
+        return None
+    return _fetch_file(f"{info.name} decoder", info.decoder_path, info.decoder_url,
+                       f"xxh128:{info.decoder_xxh128}", progressbar)
+
+
+def _fetch_file(name: str, path: Path, url: str, known_hash: str, progressbar: bool) -> Path:
+    algorithm, expected = known_hash.split(":", 1)
+    label = "SHA-256" if algorithm == "sha256" else algorithm
+    by_hand = (f"Download {url} on a machine with internet access and put it at {path} "
+               f"(or pass checkpoint=<path to the file>).")
     kept = ""
     if path.is_file():
-        digest = sha256_of(path)
-        if digest == info.sha256:
+        digest = hash_of(path, algorithm)
+        if digest == expected:
             return path
-        differs = (f"{path} is not the official {info.name} file: its SHA-256 differs "
-                   f"({digest[:12]}... instead of {info.sha256[:12]}...)")
+        differs = (f"{path} is not the official {name} file: its {label} differs "
+                   f"({digest[:12]}... instead of {expected[:12]}...)")
         if offline():
             raise CheckpointError(
                 f"{differs}. It was kept, not loaded, and downloads are off (NAPARI_SAM_OFFLINE). "
                 f"To use it as it is, load it with checkpoint='{path}'; for the official weights "
-                f"download {info.url} on a machine with internet access and put it in its place."
+                f"download {url} on a machine with internet access and put it in its place."
             )
-        aside = _move_aside(path, digest)
+        aside = _move_aside(path, digest, algorithm)
         kept = f" Your earlier file is kept at {aside}."
         warnings.warn(f"{differs}; it was moved to {aside} (not deleted) and the official file is "
-                      f"downloaded again", UserWarning, stacklevel=2)
+                      f"downloaded again", UserWarning, stacklevel=3)
     if offline():
-        raise CheckpointError(f"{info.name} is not cached and downloads are off (NAPARI_SAM_OFFLINE). {_by_hand(info)}")
+        raise CheckpointError(f"{name} is not cached and downloads are off (NAPARI_SAM_OFFLINE). {by_hand}")
+    if algorithm == "xxh128":
+        _xxh128()  # pooch needs xxhash for these digests: say so before downloading
     import pooch
     import requests
 
@@ -92,18 +145,17 @@ def fetch(info, progressbar: bool = False) -> Path:
     # nothing is at ``path`` now (absent, or moved aside above): whatever is there after a
     # failed download is this program's own partial file, and only that is removed
     try:
-        pooch.retrieve(info.url, known_hash=f"sha256:{info.sha256}", fname=path.name,
-                       path=path.parent, progressbar=progressbar)
+        pooch.retrieve(url, known_hash=known_hash, fname=path.name, path=path.parent, progressbar=progressbar)
     except ValueError as err:  # pooch's hash mismatch; it does not keep the bad file
         path.unlink(missing_ok=True)
         raise CheckpointError(
-            f"the download of {info.url} is corrupt or truncated (SHA-256 mismatch); the bad file "
-            f"was removed from {path}. Try again, or: {_by_hand(info)}{kept}"
+            f"the download of {url} is corrupt or truncated ({label} mismatch); the bad file "
+            f"was removed from {path}. Try again, or: {by_hand}{kept}"
         ) from err
     except (requests.exceptions.RequestException, OSError) as err:
         path.unlink(missing_ok=True)
         raise CheckpointError(
-            f"could not download {info.url} ({type(err).__name__}). No network? {_by_hand(info)}{kept}"
+            f"could not download {url} ({type(err).__name__}). No network? {by_hand}{kept}"
         ) from err
     return path
 
@@ -121,12 +173,67 @@ def _reason(err: Exception) -> str:
     return f"{type(err).__name__}: {line[:200]}" if line else type(err).__name__
 
 
-def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
-    """The tensors of an official checkpoint: SAM 1 flat, SAM 2 ``{"model": state_dict}``.
+def _safe_globals() -> list:
+    """Plain data types a checkpoint may hold besides tensors (torch_em's training checkpoints
+    carry numbers and paths from numpy / pathlib in their metadata). Building any of these runs
+    no code from the file. Everything else is refused."""
+    import numpy as np
+
+    allowed = [np.ndarray, np.dtype, pathlib.PurePosixPath, pathlib.PureWindowsPath, pathlib.PosixPath,
+               pathlib.WindowsPath, pathlib.Path]
+    allowed += [t for t in vars(np.dtypes).values() if isinstance(t, type) and issubclass(t, np.dtype)]
+    multiarray = (getattr(np, "_core", None) or np.core).multiarray
+    for module in ("numpy.core.multiarray", "numpy._core.multiarray"):  # numpy 1 and 2 pickles
+        allowed += [(multiarray.scalar, f"{module}.scalar"), (multiarray._reconstruct, f"{module}._reconstruct")]
+    return allowed
+
+
+#: The non-tensor globals a checkpoint may need (:func:`_safe_globals`), named for messages.
+SAFE_GLOBALS = ("numpy scalars, arrays and dtypes", "pathlib paths")
+
+
+@dataclass
+class Checkpoint:
+    """What a checkpoint file holds for the model: its tensors (``state_dict``, keys as the
+    model names them), micro-sam's instance-segmentation ``decoder_state`` if the file has one,
+    and ``format``: ``"state_dict"`` (flat), ``"sam2"`` (``{"model": ...}``) or ``"torch_em"``."""
+
+    state_dict: dict[str, torch.Tensor]
+    decoder_state: dict[str, torch.Tensor] | None = None
+    format: str = "state_dict"
+    extra: list[str] = field(default_factory=list)  # other top-level entries (ignored)
+
+
+def _load_tensors(path: Path):
+    try:
+        with torch.serialization.safe_globals(_safe_globals()):
+            return torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:
+        refused = "Unsupported global" in str(err)
+        raise CheckpointError(
+            f"{path} is not a readable PyTorch checkpoint of tensors ({_reason(err)})."
+            f"{' Refused, not loaded.' if refused else ' Truncated download?'} Only checkpoints of "
+            f"tensors (and plain {', '.join(SAFE_GLOBALS)}) load: code inside a file is never run."
+        ) from err
+
+
+def _tensors_only(path: Path, obj, what: str) -> dict[str, torch.Tensor]:
+    if not isinstance(obj, Mapping):
+        raise CheckpointError(f"{path} holds no state_dict of tensors{what} (found {type(obj).__name__})")
+    if not obj:
+        raise CheckpointError(f"{path} holds no tensors{what} (an empty state_dict)")
+    odd = next((k for k, v in obj.items() if not torch.is_tensor(v)), None)
+    if odd is not None:
+        raise CheckpointError(f"{path} holds no state_dict of tensors{what}: {odd!r} is a {type(obj[odd]).__name__}")
+    return dict(obj)
+
+
+def read_checkpoint(path: str | Path) -> Checkpoint:
+    """The tensors of a checkpoint in any of the formats above (module docstring).
 
     A missing path is a ``FileNotFoundError``; a folder, an empty or unreadable file, a file
-    holding anything but tensors (code included: it is never run) a :class:`CheckpointError`
-    naming the path.
+    holding anything but tensors and the plain data types of :data:`SAFE_GLOBALS` (code
+    included: it is never run) a :class:`CheckpointError` naming the path.
     """
     path = Path(path).expanduser()
     if path.is_dir():
@@ -138,23 +245,23 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     if path.stat().st_size == 0:
         raise CheckpointError(f"{path} is an empty file (0 bytes): an interrupted download or copy? "
                               f"Replace it with the checkpoint file.")
-    try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:
-        raise CheckpointError(
-            f"{path} is not a readable PyTorch checkpoint of tensors ({_reason(err)}). Truncated "
-            f"download? Only plain tensor checkpoints load: code inside a file is never run."
-        ) from err
+    obj = _load_tensors(path)
+    if isinstance(obj, Mapping) and isinstance(obj.get("model_state"), Mapping):
+        sd = {k.removeprefix("sam."): v for k, v in obj["model_state"].items()}
+        sd = _tensors_only(path, sd, " in its 'model_state'")
+        decoder = obj.get("decoder_state")
+        if decoder is not None:
+            decoder = _tensors_only(path, decoder, " in its 'decoder_state'")
+        extra = [str(k) for k in obj if k not in ("model_state", "decoder_state")]
+        return Checkpoint(sd, decoder, "torch_em", extra)
     if isinstance(obj, Mapping) and "model" in obj and isinstance(obj["model"], Mapping):
-        obj = obj["model"]
-    if not isinstance(obj, Mapping):
-        raise CheckpointError(f"{path} holds no state_dict of tensors (found {type(obj).__name__})")
-    if not obj:
-        raise CheckpointError(f"{path} holds no tensors (an empty state_dict)")
-    odd = next((k for k, v in obj.items() if not torch.is_tensor(v)), None)
-    if odd is not None:
-        raise CheckpointError(f"{path} holds no state_dict of tensors: {odd!r} is a {type(obj[odd]).__name__}")
-    return dict(obj)
+        return Checkpoint(_tensors_only(path, obj["model"], ""), None, "sam2")
+    return Checkpoint(_tensors_only(path, obj, ""), None, "state_dict")
+
+
+def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
+    """The model tensors of a checkpoint (:func:`read_checkpoint`; a decoder is left out)."""
+    return read_checkpoint(path).state_dict
 
 
 _HIERA_VARIANTS = {96: {12: "tiny", 16: "small"}, 112: {24: "base_plus"}, 144: {48: "large"}}
@@ -176,8 +283,43 @@ def describe(sd: Mapping[str, torch.Tensor]) -> str:
         if variant is None:
             return f"SAM {version} (Hiera width {dim}, {depth} blocks)"
         return f"SAM {version} hiera_{variant}"
+    if "image_encoder.layers.0.blocks.0.conv1.c.weight" in sd:
+        return "MobileSAM vit_t (TinyViT encoder)"
+    if is_decoder_state(sd):
+        return "micro-sam's instance-segmentation decoder alone (a *_decoder.pt file, no image encoder)"
     keys = list(sd)[:3]
     return f"not a SAM checkpoint ({len(sd)} tensors; first keys {keys})"
+
+
+#: Keys every micro-sam instance-segmentation (UNETR) decoder has.
+DECODER_KEYS = ("base.block.1.weight", "out_conv.weight", "decoder.blocks.0.block.1.weight")
+
+
+def is_decoder_state(sd: Mapping) -> bool:
+    return all(k in sd for k in DECODER_KEYS) and not any(k.startswith("image_encoder.") for k in sd)
+
+
+def check_decoder(decoder: Mapping[str, torch.Tensor], embed_chans: int, name: str, source: str) -> dict:
+    """micro-sam's decoder tensors, checked against the encoder they are to run on.
+
+    The decoder reads the image embedding (``embed_chans`` channels, 256 for every SAM 1
+    encoder) through ``base`` and ``deconv1``: a decoder made for another width is refused
+    with both widths named. (micro-sam's decoders have the same shapes for vit_t, vit_b,
+    vit_l and vit_h, so a decoder of another model of the same layout cannot be told apart
+    by its shapes; the registry's hashes tell the published files apart.)
+    """
+    decoder = {k: v for k, v in decoder.items() if not k.startswith("encoder.")}
+    missing = [k for k in DECODER_KEYS if k not in decoder]
+    if missing:
+        raise CheckpointError(f"{source}: its decoder_state is not micro-sam's instance-segmentation "
+                              f"decoder (missing {_short(missing)})")
+    width = decoder["base.block.1.weight"].shape[1]
+    if width != embed_chans:
+        raise CheckpointError(
+            f"{source}: its decoder reads {width}-channel image embeddings, but the encoder of "
+            f"{name!r} gives {embed_chans}: the decoder belongs to another encoder."
+        )
+    return decoder
 
 
 def _short(keys, limit: int = 4) -> str:
@@ -212,7 +354,12 @@ def load_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], name: str,
         if m:
             hint = f" Use load_model('{'sam2' if m[1] == '2.0' else 'sam2.1'}_hiera_{m[2]}', checkpoint=...)."
         elif looks.startswith("SAM 1 vit_"):
-            hint = f" Use load_model('sam_{looks.split()[2]}', checkpoint=...)."
+            v = looks.split()[2]
+            hint = f" Use load_model('sam_{v}' (or a micro-sam {v} name such as '{v}_lm'), checkpoint=...)."
+        elif looks.startswith("MobileSAM vit_t"):
+            hint = " Use load_model('vit_t' (or 'vit_t_lm', 'vit_t_em_organelles'), checkpoint=...)."
+        elif looks.startswith("micro-sam's instance"):
+            hint = " Pass the model file (e.g. vit_b.pt, not vit_b_decoder.pt) as checkpoint."
         raise CheckpointError(
             f"{source} does not fit model {name!r}: it looks like {looks}.{hint} "
             f"(keys: {'; '.join(details)})"

@@ -15,6 +15,16 @@ we can cite, so it counts as approximate too.
 expected size (exactly, or within :data:`APPROX_SIZE_TOLERANCE` of an estimate). A truncated
 or foreign file is therefore not offered as cached (``cache_state == "other size"``); a file
 of the right size is still SHA-256 checked when it loads.
+
+micro-sam's models (``vit_t``, ``vit_b_lm``, ``vit_l_em_organelles``, ...) keep micro-sam's
+names, URLs and hashes (micro-sam 1.8.14, ``micro_sam.util.models()``). micro-sam publishes
+xxh128 digests, not SHA-256 (``sha256`` is empty there, ``xxh128`` holds the digest; checking
+needs the small ``xxhash`` package) and no file sizes: their sizes are the estimate above from
+our architecture's key shapes (``size_exact=False``), which assumes a plain state_dict saved
+by ``torch.save`` — a file that also holds ``decoder_state`` is larger, and is then shown as
+"other size" although it still loads (its hash is what is checked). The instance-segmentation
+decoder file (``<name>_decoder.pt``) that micro-sam downloads alongside is listed as
+``decoder_url`` / ``decoder_xxh128``; its size is unknown (``None``).
 """
 
 from __future__ import annotations
@@ -26,6 +36,8 @@ from pathlib import Path
 SAM1_BASE = "https://dl.fbaipublicfiles.com/segment_anything/"
 SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
 SAM21_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
+BIOIMAGEIO = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
+OWNCLOUD = "https://owncloud.gwdg.de/index.php/s/"
 
 
 #: How far a cached file's size may be from an estimated (``size_exact=False``) size, relative.
@@ -40,13 +52,35 @@ class ModelInfo:
     name: str
     family: str  # "sam1" | "sam2"
     version: str  # "1" | "2.0" | "2.1"
-    variant: str  # vit_b / vit_l / vit_h | tiny / small / base_plus / large
+    variant: str  # vit_b / vit_l / vit_h / vit_t | tiny / small / base_plus / large
     filename: str
     url: str
-    sha256: str
+    sha256: str  # "" where the publisher gives another digest (micro-sam: xxh128)
     size: int | None = None
     bundled: bool = False  # ships inside the package (the embedded model): never downloaded
     size_exact: bool = True
+    xxh128: str = ""  # micro-sam's digest of the file
+    source: str = "official"  # "official" (Meta) | "micro-sam" | "bundled"
+    decoder_url: str = ""  # micro-sam's instance-segmentation (AIS) decoder file, if any
+    decoder_xxh128: str = ""
+
+    @property
+    def known_hash(self) -> str:
+        """``"sha256:<hex>"`` or ``"xxh128:<hex>"`` (pooch's notation) of the weights file."""
+        return f"sha256:{self.sha256}" if self.sha256 else f"xxh128:{self.xxh128}"
+
+    @property
+    def has_decoder(self) -> bool:
+        return bool(self.decoder_url)
+
+    @property
+    def decoder_filename(self) -> str:
+        return f"{Path(self.filename).stem}_decoder.pt" if self.decoder_url else ""
+
+    @property
+    def decoder_path(self) -> Path | None:
+        """Where the cached decoder file lives (or would live); None without a decoder."""
+        return cache_dir() / self.decoder_filename if self.decoder_url else None
 
     @property
     def path(self) -> Path:
@@ -99,6 +133,20 @@ def _sam2(version: str, variant: str, sha: str, size: int, exact: bool = False) 
                      size_exact=exact)
 
 
+def _microsam(name: str, url: str, xxh: str, size: int, decoder_url: str = "", decoder_xxh: str = "") -> ModelInfo:
+    return ModelInfo(name, "sam1", "1", name[:5], f"{name}.pt", url, "", size, size_exact=False, xxh128=xxh,
+                     source="micro-sam", decoder_url=decoder_url, decoder_xxh128=decoder_xxh)
+
+
+def _bioimageio(name: str, model_id: str, file: str, xxh: str, size: int, decoder_xxh: str) -> ModelInfo:
+    base = f"{BIOIMAGEIO}{model_id}/files/{file}"
+    return _microsam(name, f"{base}.pt", xxh, size, f"{base}_decoder.pt", decoder_xxh)
+
+
+def _owncloud(name: str, share: str, xxh: str, size: int, decoder_share: str, decoder_xxh: str) -> ModelInfo:
+    return _microsam(name, f"{OWNCLOUD}{share}/download", xxh, size, f"{OWNCLOUD}{decoder_share}/download", decoder_xxh)
+
+
 # sizes in bytes; exact=False: estimated from the official key shapes (module docstring)
 _MODELS: tuple[ModelInfo, ...] = (
     _sam1("vit_b", "sam_vit_b_01ec64.pth", "ec2df62732614e57411cdcf32a23ffdf28910380d03139ee0f4fcbe91eb8c912", 375_042_383),
@@ -115,6 +163,35 @@ _MODELS: tuple[ModelInfo, ...] = (
     _sam2("2.1", "large", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 898_076_552),
 )
 
+# micro-sam 1.8.14 (micro_sam/util.py models()): names, URLs, xxh128 digests as published there.
+# Sizes: estimates from the key shapes (module docstring); vit_b/l/h: the official SAM files.
+_MICROSAM: tuple[ModelInfo, ...] = (
+    _microsam("vit_t", f"{OWNCLOUD}TuDzuwVDHd1ZDnQ/download", "8eadbc88aeb9d8c7e0b4b60c3db48bd0", 40_701_512),
+    _bioimageio("vit_b_lm", "diplomatic-bug/1.2", "vit_b", "fe9252a29f3f4ea53c15a06de471e186", 375_043_392,
+                "708b15ac620e235f90bb38612c4929ba"),
+    _bioimageio("vit_l_lm", "idealistic-rat/1.2", "vit_l", "017f20677997d628426dec80a8018f9d", 1_249_526_592,
+                "2faeafa03819dfe03e7c46a44aaac64a"),
+    _bioimageio("vit_t_lm", "faithful-chicken/1.1", "vit_t", "72ec5074774761a6e5c05a08942f981e", 40_701_512,
+                "3e914a5f397b0312cdd36813031f8823"),
+    _bioimageio("vit_b_em_organelles", "noisy-ox/1.2", "vit_b", "f3bf2ed83d691456bae2c3f9a05fb438", 375_043_392,
+                "bb6398956a6b0132c26b631c14f95ce2"),
+    _bioimageio("vit_l_em_organelles", "humorous-crab/1.2", "vit_l", "810b084b6e51acdbf760a993d8619f2d",
+                1_249_526_592, "334877640bfdaaabce533e3252a17294"),
+    _bioimageio("vit_t_em_organelles", "greedy-whale/1", "vit_t", "253474720c497cce605e57c9b1d18fd9", 40_701_512,
+                "8f897c7bb93174a4d1638827c4dd6f44"),
+    _owncloud("vit_b_histopathology", "sBB4H8CTmIoBZsQ", "ffd1a2cd84570458b257bd95fdd8f974", 375_043_392,
+              "KO9AWqynI7SFOBj", "6a66194dcb6e36199cbee2214ecf7213"),
+    _owncloud("vit_l_histopathology", "IZgnn1cpBq2PHod", "b591833c89754271023e901281dee3f2", 1_249_526_592,
+              "oIs6VSmkOp7XrKF", "46aab7765d4400e039772d5a50b55c04"),
+    _owncloud("vit_h_histopathology", "L7AcvVz7DoWJ2RZ", "bd1856dafc156a43fb3aa705f1a6e92e", 2_564_553_536,
+              "1qAKxy5H0jgwZvM", "3ed9f87e46ad5e16935bd8d722c8dc47"),
+    _owncloud("vit_b_medical_imaging", "f5Ol4FrjPQWfjUF", "40169f1e3c03a4b67bff58249c176d92", 375_043_392,
+              "ahd3ZhZl2e0RIwz", "9e498b12f526f119b96c88be76e3b2ed"),
+)
+
+#: micro-sam's names for the official SAM 1 files (the same files and SHA-256 as ``sam_vit_*``).
+MICROSAM_ALIASES = {"vit_b": "sam_vit_b", "vit_l": "sam_vit_l", "vit_h": "sam_vit_h"}
+
 
 def cache_dir() -> Path:
     """The weights cache: ``$NAPARI_SAM_CACHE`` if set, else the user's cache folder."""
@@ -130,16 +207,19 @@ def _embedded() -> ModelInfo:
     from .weights import WEIGHTS_FILE, WEIGHTS_SHA256, WEIGHTS_SIZE
 
     return ModelInfo("embedded", "sam2", "2.1", "embedded", WEIGHTS_FILE.name, "", WEIGHTS_SHA256,
-                     WEIGHTS_SIZE, bundled=True)
+                     WEIGHTS_SIZE, bundled=True, source="bundled")
 
 
 def list_models() -> list[ModelInfo]:
     """Every model this package can load — the bundled ``embedded`` model first, then the
-    official ones — with ``cached`` telling what is on disk."""
-    return [_embedded(), *_MODELS]
+    official ones, then micro-sam's — with ``cached`` telling what is on disk."""
+    return [_embedded(), *_MODELS, *_MICROSAM]
 
 
 def model_info(name: str) -> ModelInfo:
+    """The entry of ``name``; micro-sam's ``vit_b`` / ``vit_l`` / ``vit_h`` name the official
+    SAM 1 files (``sam_vit_b`` ...)."""
+    name = MICROSAM_ALIASES.get(name, name)
     for info in list_models():
         if info.name == name:
             return info
@@ -150,13 +230,16 @@ def model_info(name: str) -> ModelInfo:
 #: The official model a user most likely wants when several are cached (fast first).
 PREFERENCE = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large",
               "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large",
-              "sam_vit_b", "sam_vit_l", "sam_vit_h")
+              "sam_vit_b", "sam_vit_l", "sam_vit_h",
+              "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles", "vit_t_em_organelles",
+              "vit_l_em_organelles", "vit_b_histopathology", "vit_l_histopathology", "vit_h_histopathology",
+              "vit_b_medical_imaging", "vit_t")
 
 
 def default_model() -> str:
     """The model to offer first: the preferred cached official model (a file of its size in
     the cache), else ``"embedded"`` (bundled: works offline, out of the box)."""
-    cached = {m.name for m in _MODELS if m.cached}
+    cached = {m.name for m in (*_MODELS, *_MICROSAM) if m.cached}
     return next((n for n in PREFERENCE if n in cached), "embedded")
 
 
@@ -166,7 +249,11 @@ def build_model(info: ModelInfo):
         from .weights import build_embedded
 
         return build_embedded()
-    if info.family == "sam1":
+    if info.family == "sam1" and info.variant == "vit_t":
+        from .models.tinyvit import build_sam1_vit_t
+
+        model = build_sam1_vit_t()
+    elif info.family == "sam1":
         from .models.sam1 import Sam1Config, build_sam1
 
         model = build_sam1(Sam1Config.preset(info.variant))
@@ -209,24 +296,62 @@ def resolve_device(device: str | None = "auto"):
 def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
     """Build model ``name`` and load its weights: the official file, or ``checkpoint``.
 
-    ``checkpoint=None`` uses the cached official file, downloading it once (SHA-256 checked);
-    for ``"embedded"`` the file bundled in the package (no download). A path loads that file
-    (official format; for ``"embedded"`` also the training script's ``weights.pt``). The model
-    comes back in eval mode on ``device``.
+    ``checkpoint=None`` uses the cached official file, downloading it once (hash checked);
+    for ``"embedded"`` the file bundled in the package (no download); for a micro-sam model
+    with an instance-segmentation decoder, its ``<name>_decoder.pt`` as well. A path loads
+    that file: the official format (for ``"embedded"`` also the training script's
+    ``weights.pt``); for micro-sam's names also torch_em's ``{"model_state": {"sam.…"},
+    "decoder_state": …}``. The model comes back in eval mode on ``device``; micro-sam's
+    decoder tensors, where there are any, as ``model.ais_decoder_state`` (else None).
 
     Weights must match the architecture's keys and shapes exactly. Floating-point weights of
     any precision (float16 / bfloat16 / float32 / float64) are converted to the model's
     dtype; integer or bool tensors in place of floating-point weights are refused with a
     :class:`~napari_sam.checkpoints.CheckpointError` naming the first such key and its dtype.
-    A cached file with another SHA-256 is never deleted (see
-    :func:`napari_sam.checkpoints.fetch`).
+    A micro-sam file given under an official SAM name is refused with the name to use: a
+    torch_em-format file always, a flat one when its xxh128 is one of micro-sam's published
+    files (checked where ``xxhash`` is installed). A cached file with another hash is never
+    deleted (see :func:`napari_sam.checkpoints.fetch`).
     """
     from . import checkpoints
 
     info = model_info(name)
     dev = resolve_device(device)
     path = checkpoints.fetch(info) if checkpoint is None else checkpoint
-    sd = checkpoints.read_state_dict(path)
+    ckpt = checkpoints.read_checkpoint(path)
+    if info.source == "official" and checkpoint is not None:
+        _refuse_microsam_file(info, ckpt, path)
     model = build_model(info)
-    checkpoints.load_into(model, sd, name, str(path))
+    checkpoints.load_into(model, ckpt.state_dict, info.name, str(path))
+    decoder, decoder_source = ckpt.decoder_state, str(path)
+    if decoder is None and checkpoint is None and info.has_decoder:
+        decoder_path = checkpoints.fetch_decoder(info)
+        decoder, decoder_source = checkpoints.read_state_dict(decoder_path), str(decoder_path)
+    if decoder is not None:
+        decoder = checkpoints.check_decoder(decoder, model.config.out_chans, info.name, decoder_source)
+    model.ais_decoder_state = decoder
     return model.to(dev)
+
+
+def _refuse_microsam_file(info: ModelInfo, ckpt, path) -> None:
+    """An official SAM name takes Meta's files; a micro-sam file is named back to its own name."""
+    from . import checkpoints
+
+    if ckpt.format == "torch_em":
+        looks = checkpoints.describe(ckpt.state_dict)
+        v = "vit_t" if "vit_t" in looks else next((w for w in ("vit_b", "vit_l", "vit_h") if w in looks), "vit_b")
+        names = ", ".join(f"'{m.name}'" for m in _MICROSAM if m.variant == v)
+        raise checkpoints.CheckpointError(
+            f"{path} is a micro-sam (torch_em) checkpoint of {looks}, not the official {info.name!r} "
+            f"file: load it under its micro-sam name ({names}), e.g. load_model('{v}_lm', checkpoint=...)"
+        )
+    try:
+        digest = checkpoints.hash_of(path, "xxh128")
+    except checkpoints.CheckpointError:  # xxhash not installed: the file cannot be recognised
+        return
+    known = next((m for m in _MICROSAM if m.xxh128 == digest), None)
+    if known is not None:
+        raise checkpoints.CheckpointError(
+            f"{path} is micro-sam's {known.name!r} file (its xxh128 matches), not the official "
+            f"{info.name!r} file: load it with load_model('{known.name}', checkpoint=...)"
+        )

@@ -23,8 +23,9 @@ def cmd_models(args) -> int:
         if not info.path.is_file():
             print(f"{info.name}: not cached")
             bad += 1
-        elif checkpoints.sha256_of(info.path) != info.sha256:
-            print(f"{info.name}: CORRUPT ({info.path}); download it again")
+        elif not checkpoints.verify(info):
+            print(f"{info.name}: CORRUPT ({info.path}): its checksum does not match the published one; "
+                  f"delete it and run `napari-sam models download {info.name}`")
             bad += 1
         else:
             print(f"{info.name}: ok")

@@ -100,7 +100,7 @@ class Sam1(nn.Module):
 
     def __init__(
         self,
-        image_encoder: ImageEncoderViT,
+        image_encoder: nn.Module,  # ImageEncoderViT, or MobileSAM's TinyViT (models.tinyvit)
         prompt_encoder: PromptEncoder,
         mask_decoder: MaskDecoder,
         config: Sam1Config | None = None,
@@ -117,7 +117,7 @@ class Sam1(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return self.image_encoder.pos_embed.device
+        return next(self.image_encoder.parameters()).device
 
     def encode_image(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """``(B, 3, S, S)`` preprocessed (normalised, zero-padded) -> ``{"image_embed": (B, 256, S/16, S/16)}``."""
@@ -182,7 +182,6 @@ def build_sam1(cfg: Sam1Config | str = "vit_b") -> Sam1:
     """
     if isinstance(cfg, str):
         cfg = Sam1Config.preset(cfg)
-    grid = cfg.embedding_size
     image_encoder = ImageEncoderViT(
         img_size=cfg.image_size,
         patch_size=cfg.patch_size,
@@ -194,6 +193,13 @@ def build_sam1(cfg: Sam1Config | str = "vit_b") -> Sam1:
         window_size=cfg.window_size,
         global_attn_indexes=cfg.encoder_global_attn_indexes,
     )
+    return Sam1(image_encoder, *build_sam1_heads(cfg), cfg)
+
+
+def build_sam1_heads(cfg) -> tuple[PromptEncoder, MaskDecoder]:
+    """SAM 1's prompt encoder and mask decoder for ``cfg`` (any config with the decoder fields
+    of :class:`Sam1Config`; MobileSAM's vit_t has the same heads)."""
+    grid = cfg.embedding_size
     prompt_encoder = PromptEncoder(
         embed_dim=cfg.prompt_embed_dim,
         image_embedding_size=(grid, grid),
@@ -212,4 +218,4 @@ def build_sam1(cfg: Sam1Config | str = "vit_b") -> Sam1:
         iou_head_depth=cfg.iou_head_depth,
         iou_head_hidden_dim=cfg.iou_head_hidden_dim,
     )
-    return Sam1(image_encoder, prompt_encoder, mask_decoder, cfg)
+    return prompt_encoder, mask_decoder
