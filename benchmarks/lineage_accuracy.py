@@ -9,19 +9,19 @@ defines them; a one-to-one ``IOUMatcher`` (IoU >= 0.5) + ``DivisionMetrics`` giv
 several sequences side by side in one, so the pooled figures are traccuracy's too (matching
 is per object and frame: tiles that do not touch score as the sum of their errors).
 
-SKELETON: the trackers compared are registered in :data:`TRACKERS`; today only the current
-``AutoTracker`` (no divisions). The wiring of issue #17 adds "AutoTracker with divisions" (the
-lineage rules on) and a classic tracker (laptrack with splitting, fed the same per-frame
-segment-everything masks). Seeds 1001-1003 are for this table only: never tune on them.
+The trackers compared (``lineage_baselines.TRACKERS``): AutoTracker with the lineage rules,
+AutoTracker without them (before issue #17), and laptrack with splitting, all fed the same
+per-frame segment-everything masks of the bundled model. Seeds 1001-1003 are for this table
+only: never tune on them (tune on others, e.g. 7-9).
 
-    python benchmarks/lineage_accuracy.py [--seeds 1001 1002 1003] [--frames 30] [--every 10]
+    OMP_NUM_THREADS=1 python benchmarks/lineage_accuracy.py [--seeds 1001 1002 1003] [--frames 30]
+        [--cache DIR] [--set every=5 ...] [--out benchmarks/results/lineage_accuracy]
 """
 
 from __future__ import annotations
 
 import argparse
 import tempfile
-import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 
@@ -30,6 +30,7 @@ import numpy as np
 from napari_sam.lineage import write_ctc
 
 SEEDS = (1001, 1002, 1003)
+LATE = 2  # also reported: division F1 with traccuracy's frame buffer of 2 (a division found <= 2 frames off)
 
 
 def score(gt_labels, gt_parents: Mapping[int, int] | None, pred_labels,
@@ -51,11 +52,15 @@ def score(gt_labels, gt_parents: Mapping[int, int] | None, pred_labels,
         pred = load_ctc_data(str(Path(tmp) / "pred"), name="pred")
     (ctc,), _ = run_metrics(gt, pred, CTCMatcher(), [CTCMetrics()])
     (div,), _ = run_metrics(gt, pred, IOUMatcher(iou_threshold=0.5, one_to_one=True),
-                            [DivisionMetrics(max_frame_buffer=frame_buffer)])
-    ctc, div = ctc["results"], div["results"][f"Frame Buffer {frame_buffer}"]
-    f1 = float(div["Division F1"])
-    if np.isnan(f1) and div["Total GT Divisions"] > 0:
-        f1 = 0.0  # traccuracy: nan when nothing was predicted (0/0 precision); recall 0 -> F1 0
+                            [DivisionMetrics(max_frame_buffer=max(frame_buffer, LATE))])
+    ctc, late, div = ctc["results"], div["results"][f"Frame Buffer {LATE}"], div["results"][f"Frame Buffer {frame_buffer}"]
+
+    def f1_of(d):
+        f1 = float(d["Division F1"])
+        # traccuracy: nan when nothing was predicted (0/0 precision); recall 0 -> F1 0
+        return 0.0 if np.isnan(f1) and d["Total GT Divisions"] > 0 else f1
+
+    f1 = f1_of(div)
     return {
         "TRA": float(ctc["TRA"]),
         "DET": float(ctc["DET"]),
@@ -63,6 +68,7 @@ def score(gt_labels, gt_parents: Mapping[int, int] | None, pred_labels,
         "divisions_true": int(div["Total GT Divisions"]),
         "divisions_found": int(div["Total Predicted Divisions"]),
         "divisions_right": int(div["True Positive Divisions"]),
+        f"division_f1_buffer{LATE}": f1_of(late),
     }
 
 
@@ -79,55 +85,100 @@ def tile(cases: Sequence[tuple[np.ndarray, Mapping[int, int]]], gap: int = 2) ->
     return np.concatenate(parts[:-1], axis=2), parents
 
 
-# ------------------------------------------------------------------------------------ trackers
-Tracker = Callable[[object, np.ndarray], tuple[np.ndarray, dict[int, int]]]
+# ------------------------------------------------------------------------------------ run
+def run_table(model, seeds: Sequence[int], frames: int, trackers: Mapping[str, Callable], cache: Path | None,
+              changes: Mapping[str, object] | None = None) -> dict:
+    """Every tracker on every seed's time-lapse (the same segment-everything masks for all):
+    ``{tracker: {seed or "pooled": scores + s_per_frame}}``."""
+    from napari_sam.data import synthetic
+
+    segment_all = _baselines().segment_all
+
+    samples = {s: synthetic.timelapse(n_frames=frames, seed=s) for s in seeds}
+    dets = {s: segment_all(model, smp.image, cache, f"seed{s}_t{frames}") for s, smp in samples.items()}
+    table: dict[str, dict] = {}
+    for name, run in trackers.items():
+        table[name], outs = {}, []
+        total_s = 0.0
+        for seed, smp in samples.items():
+            saved = None if cache is None else cache / f"pred_{_slug(name)}_seed{seed}_t{frames}_{_slug(str(changes))}.npz"
+            if saved is not None and saved.exists():  # a run of the same tracker, data and changes
+                z = np.load(saved)
+                pred, parents, seconds = z["pred"], dict(z["parents"].tolist()), float(z["seconds"])
+            else:
+                pred, parents, seconds = run(model, smp.image, *dets[seed], **dict(changes or {}))
+                if saved is not None:
+                    np.savez(saved, pred=pred, parents=np.array(sorted(parents.items()), np.int64).reshape(-1, 2),
+                             seconds=seconds)
+            outs.append((pred, parents))
+            total_s += seconds
+            table[name][str(seed)] = {**score(smp.labels, smp.lineage, pred, parents),
+                                      "s_per_frame": seconds / len(smp.image)}
+        gt = tile([(s.labels, s.lineage) for s in samples.values()])
+        table[name]["pooled"] = {**score(*gt, *tile(outs)), "s_per_frame": total_s / (frames * len(samples))}
+    return table
 
 
-def autotracker_today(model, image: np.ndarray, every: int = 10) -> tuple[np.ndarray, dict[int, int]]:
-    """The current AutoTracker (segment everything + SAM 2 tracking), whatever divisions it finds."""
-    from napari_sam.engine.auto.tracking import AutoTracker, TrackingParams
-
-    tracker = AutoTracker(model, TrackingParams(every=every))
-    pred = np.zeros(image.shape[:3], np.int32)
-    for t, lab in tracker.run(image):
-        pred[t] = lab
-    return pred, dict(getattr(tracker, "parents", {}))
+def _slug(text: str) -> str:
+    return "".join(c if c.isalnum() else "_" for c in text)[:60]
 
 
-TRACKERS: dict[str, Tracker] = {"AutoTracker (today)": autotracker_today}
+def markdown(table: Mapping[str, Mapping[str, Mapping]]) -> str:
+    lines = [f"| tracker | seed | TRA | DET | division F1 | divisions true / found / right | F1, buffer {LATE} | s/frame |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, per_seed in table.items():
+        for seed, r in per_seed.items():
+            lines.append(f"| {name} | {seed} | {r['TRA']:.3f} | {r['DET']:.3f} | {r['division_f1']:.3f} | "
+                         f"{r['divisions_true']} / {r['divisions_found']} / {r['divisions_right']} | "
+                         f"{r[f'division_f1_buffer{LATE}']:.3f} | {r['s_per_frame']:.2f} |")
+    return "\n".join(lines) + "\n"
+
+
+def _value(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return {"True": True, "False": False, "None": None}.get(text, text)
+
+
+def _baselines():
+    import importlib
+    import sys
+
+    if str(Path(__file__).parent) not in sys.path:
+        sys.path.insert(0, str(Path(__file__).parent))
+    return importlib.import_module("lineage_baselines")
 
 
 def main() -> None:
+    import json
+
+    TRACKERS = _baselines().TRACKERS
+
     ap = argparse.ArgumentParser()
     ap.add_argument("--seeds", type=int, nargs="+", default=list(SEEDS))
     ap.add_argument("--frames", type=int, default=30)
-    ap.add_argument("--every", type=int, default=10)
-    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lineage_accuracy.md"))
+    ap.add_argument("--trackers", nargs="+", default=list(TRACKERS), help="names in lineage_baselines.TRACKERS")
+    ap.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                    help="TrackingParams changes for our trackers (e.g. every=5)")
+    ap.add_argument("--cache", default=None, help="folder for the per-frame segment-everything masks")
+    ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "lineage_accuracy"))
     args = ap.parse_args()
     import napari_sam as ns
-    from napari_sam.data import synthetic
 
+    changes = {k: _value(v) for k, v in (kv.split("=", 1) for kv in args.set)}
     model = ns.load_model("embedded", device="auto")
-    samples = {s: synthetic.timelapse(n_frames=args.frames, seed=s) for s in args.seeds}
-    lines = ["| tracker | seed | TRA | DET | division F1 | divisions true / found / right | s/frame |",
-             "|---|---|---|---|---|---|---|"]
-    for name, run in TRACKERS.items():
-        run(model, next(iter(samples.values())).image[:2], every=args.every)  # warm-up, untimed
-        outs = []
-        for seed, smp in samples.items():
-            t0 = time.perf_counter()
-            pred, parents = run(model, smp.image, every=args.every)
-            per_frame = (time.perf_counter() - t0) / len(smp.image)
-            outs.append((pred, parents))
-            r = score(smp.labels, smp.lineage, pred, parents)
-            lines.append(f"| {name} | {seed} | {r['TRA']:.3f} | {r['DET']:.3f} | {r['division_f1']:.3f} | "
-                         f"{r['divisions_true']} / {r['divisions_found']} / {r['divisions_right']} | {per_frame:.2f} |")
-        gt = tile([(s.labels, s.lineage) for s in samples.values()])
-        r = score(*gt, *tile(outs))
-        lines.append(f"| {name} | pooled | {r['TRA']:.3f} | {r['DET']:.3f} | {r['division_f1']:.3f} | "
-                     f"{r['divisions_true']} / {r['divisions_found']} / {r['divisions_right']} | |")
-    text = "# Lineage accuracy (traccuracy: CTC TRA, DET, division F1)\n\n" + "\n".join(lines) + "\n"
-    Path(args.out).write_text(text)
+    trackers = {name: TRACKERS[name] for name in args.trackers}
+    table = run_table(model, args.seeds, args.frames, trackers, Path(args.cache) if args.cache else None, changes)
+    text = ("# Lineage accuracy (traccuracy: CTC TRA, DET, division F1)\n\n"
+            f"Generated time-lapses ({args.frames} frames of 256 x 256, seeds {', '.join(map(str, args.seeds))}), "
+            f"embedded model, changes {changes or 'none'}.\n\n" + markdown(table))
+    if args.out:
+        Path(args.out).with_suffix(".md").write_text(text)
+        Path(args.out).with_suffix(".json").write_text(json.dumps(
+            {"seeds": args.seeds, "frames": args.frames, "changes": changes, "table": table}, indent=1))
     print(text)
 
 

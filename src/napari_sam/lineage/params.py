@@ -1,5 +1,5 @@
-"""Parameters of the lineage rules (divisions, gap closing, leaving the field); they are meant
-to join ``TrackingParams`` of the automatic tracker. Lengths in pixels, times in frames."""
+"""Parameters of the lineage rules (divisions, gap closing, leaving the field). The automatic
+tracker's ``TrackingParams`` inherits them (one place for both). Lengths in pixels, times in frames."""
 
 from __future__ import annotations
 
@@ -22,8 +22,12 @@ class LineageParams:
       its id back; longer, it has ended.
     * ``max_gap_distance`` (15 px): ... when it is found again within this distance of its
       last centroid.
-    * ``leave_fraction`` (0.5): a mask touching the border that shrinks below this share of
-      the track's median area is a cell leaving the field: the track ends.
+    * ``leaving`` (True): end the track of a cell that leaves the field (False: a border mask
+      stays under the cell's id as long as the tracker returns one).
+    * ``leave_fraction`` (0.2): a mask touching the border that shrinks below this share of
+      the track's median area (over its last ten frames) is a cell leaving the field: the
+      track ends. Low on purpose: a cell still half in view is a cell (the CTC counts a missed
+      cell ten times an extra one); what SAM 2 leaves at the border is a sliver.
     * ``border_margin`` (1 px): "touching the border" is having a pixel this close to the edge
       (1: on the outermost row or column).
     """
@@ -35,7 +39,8 @@ class LineageParams:
     split_min_cover: float = 0.7
     max_gap: int = 3
     max_gap_distance: float = 15.0
-    leave_fraction: float = 0.5
+    leaving: bool = True
+    leave_fraction: float = 0.2
     border_margin: int = 1
 
     def __post_init__(self) -> None:

@@ -1,27 +1,49 @@
 """Automatic tracking: segment everything on one frame, track every object with SAM 2, pick up
-newcomers by segmenting again every ``every`` frames.
+newcomers by segmenting again every ``every`` frames; follow divisions, close gaps, end the
+tracks of cells that leave.
 
-Rules (all in :class:`TrackingParams`):
+Rules (all in :class:`TrackingParams`, which inherits the lineage rules' parameters of
+:class:`~napari_sam.lineage.LineageParams`):
 
 * **start**: the detector's objects of at least ``min_area`` pixels become tracks 1..n.
 * **each frame**: every track's mask is the session's logits > 0; a pixel claimed by several
-  tracks goes to the one with the highest logit (so the labels never overlap). With
-  ``one_region`` (default) a track keeps only its largest connected region: a cell is one
-  piece, and the rest (speckles, a part of a neighbour, the second daughter of a division)
-  goes back to the background, where re-detection can find it; a track whose largest region
-  is under ``min_area`` pixels counts as empty on that frame. A track whose centroid moves
-  more than ``max_jump`` times its diameter (at least 10 px) from where it last was has gone
-  to another object: it counts as empty on that frame.
-* **re-detection** (frames ``start + k * every``): a detection whose IoU with some track is
-  ``>= match_iou`` is that track (nothing changes); one that is less than ``max_covered``
-  covered by tracked pixels is a new object and gets the next id (ids are never reused);
-  the rest (parts of tracked objects) are ignored.
-* **retirement**: a track with an empty mask for more than ``forget_after`` frames in a row
-  is removed from the session (it keeps its id in the output; it never comes back).
+  tracks goes to the one with the highest logit (so the labels never overlap).
+* **division, own mask** (``divisions``, first, on those masks): a track whose mask fell
+  apart into two well-separated parts of comparable size (``split_mask``: ``split_min_area``,
+  ``split_min_ratio``, ``split_min_separation``) has divided: the mother track ends on the
+  frame before (it is removed from the session), two daughter tracks with new ids begin on
+  this frame, each prompted with its own part (``session.add_mask``), and
+  :attr:`AutoTracker.parents` records ``{daughter: mother}``. Only a track seen on an earlier
+  frame can divide.
+* With ``one_region`` (default) a track then keeps only its largest connected region: a cell
+  is one piece, the rest (speckles, a part of a neighbour) goes back to the background, where
+  re-detection can find it; a track whose largest region is under ``min_area`` pixels counts
+  as empty on that frame. A track whose centroid moves more than ``max_jump`` times its
+  diameter (at least 10 px) from where it last was has gone to another object: it counts as
+  empty on that frame.
+* **re-detection** (frames ``start + k * every``): first, a track whose mask holds two
+  detections of comparable size (``split_by_detections``: ``split_min_cover`` of each inside)
+  has divided, as above, the daughters prompted with the two detections. Then a detection
+  whose IoU with some track is ``>= match_iou`` is that track (nothing changes); one that is
+  less than ``max_covered`` covered by tracked pixels is a new object: if it lies within
+  ``max_gap_distance`` px of where a track lost for at most ``max_gap`` frames was last seen,
+  it is that track found again (``match_lost``, one-to-one): it gets its id back and the
+  session is prompted with it; else it gets the next id (ids are never reused). The rest
+  (parts of tracked objects) are ignored.
+* **leaving** (``leaving``): a mask touching the border (``border_margin``) that is smaller
+  than ``leave_fraction`` x the track's median area over its last frames, or an empty mask
+  right after a frame at the border, is a cell that left: its mask is dropped and its track
+  ends (removed from the session; the id never comes back).
+* **end of a lost track**: a track with an empty mask for more than ``max_gap`` frames in a
+  row (gap closing on) or more than ``forget_after`` frames (``max_gap=0``; None: never) is
+  removed from the session (it keeps its id in the output; it never comes back).
 
-The same works for a z-stack (frames = slices): the ids are then 3D instances.
-Output is streamed frame by frame (``run`` is a generator), with one tracks-table row
-(frame, id, centroid y, centroid x, area) per object and frame in :attr:`AutoTracker.rows`.
+``divisions=False, max_gap=0, leaving=False`` is the tracker before lineage (issue #17).
+The same works for a z-stack (frames = slices): the ids are then 3D instances (there, turn
+``divisions`` off). Output is streamed frame by frame (``run`` is a generator), with one
+tracks-table row (frame, id, centroid y, centroid x, area) per object and frame in
+:attr:`AutoTracker.rows`; :attr:`AutoTracker.parents` and :meth:`AutoTracker.lineage` give
+the lineage (CTC tracks, a gap splitting a track).
 """
 
 from __future__ import annotations
@@ -31,11 +53,17 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ...lineage import LineageParams
+from ...lineage.regions import region_stats
+from .tracking_lineage import LineageBook, lineage_from_rows
+
 TRACK_COLUMNS = ("frame", "id", "y", "x", "area")
 
 
 @dataclass
-class TrackingParams:
+class TrackingParams(LineageParams):
+    """The tracker's rules (module docstring) plus the lineage rules' (``LineageParams``)."""
+
     every: int = 10
     match_iou: float = 0.3
     max_covered: float = 0.5
@@ -45,6 +73,7 @@ class TrackingParams:
     max_jump: float | None = 2.0
 
     def __post_init__(self) -> None:
+        super().__post_init__()
         if self.every < 0:
             raise ValueError("every must be >= 0 (0: detect on the start frame only)")
         if not 0 < self.match_iou <= 1 or not 0 <= self.max_covered <= 1:
@@ -180,6 +209,8 @@ class AutoTracker:
         self._make_session = make_session
         self.rows: list[tuple] = []
         self.new_objects: dict[int, int] = {}  # id -> frame it was first detected on
+        self._book: LineageBook | None = None
+        self._n_frames = 0
 
     def _default_detector(self, frames, store, limits) -> Detector:
         from .segmenter import AutomaticSegmenter
@@ -209,34 +240,46 @@ class AutoTracker:
         detect = self._detect or self._default_detector(stack, store, limits)
         session = self._session(stack, store, limits)
         p = self.params
-        absent: dict[int, int] = {}
+        book = LineageBook(p)
         last: dict[int, tuple[float, float, float]] = {}
+        detected: set[int] = set()
         next_id = 1
         t = start
-        self.rows, self.new_objects = [], {}
+        self.rows, self.new_objects, self._book = [], {}, book
+        self._n_frames = n
         while t < n:
             if not session.obj_ids:  # nothing tracked: detect, else emit an empty frame
                 if t == start or (p.every and (t - start) % p.every == 0):
-                    next_id = self._add(session, t, detect(t, stack[t]), np.zeros(stack.frame_shape, np.int32), next_id)
+                    detected.add(t)
+                    empty = np.zeros(stack.frame_shape, np.int32)
+                    next_id, _ = self._add(session, book, t, detect(t, stack[t]), empty, empty, next_id)
                 if not session.obj_ids:
                     yield self._emit(t, np.zeros(stack.frame_shape, np.int32), n, start, progress)
                     t += 1
                     continue
             restart = None
             for ti, ids, logits in session.propagate("forward", start=t):
-                labels = resolve_logits(logits, ids)
-                if p.one_region:
-                    labels = keep_largest_regions(labels, p.min_area)
+                raw = resolve_logits(logits, ids)
+                splits = book.own_splits(raw, ti)
+                if splits:  # re-track this frame with the daughters as prompts
+                    for mother, a, b in splits:
+                        next_id = self._divide(session, book, ti, mother, (a, b), next_id)
+                    restart = ti
+                    break
+                labels = keep_largest_regions(raw, p.min_area) if p.one_region else raw
                 if p.max_jump is not None:
                     labels = drop_jumps(labels, last, p.max_jump)
-                if ti != t and p.every and (ti - start) % p.every == 0:
-                    before = next_id
-                    next_id = self._add(session, ti, detect(ti, stack[ti]), labels, next_id)
-                    if next_id != before:
+                if ti not in detected and p.every and (ti - start) % p.every == 0:
+                    detected.add(ti)
+                    next_id, changed = self._add(session, book, ti, detect(ti, stack[ti]), labels, raw, next_id)
+                    if changed:
                         restart = ti  # re-track this frame with the newcomers as prompts
                         break
+                labels, gone = book.observe(ti, labels, ids)
                 yield self._emit(ti, labels, n, start, progress)
-                if self._retire(session, labels, absent, ids):
+                for i in gone:
+                    session.remove_object(i)
+                if gone:
                     restart = ti + 1
                     break
             if restart is None:
@@ -246,31 +289,58 @@ class AutoTracker:
         if close is not None:
             close()
 
+    @property
+    def parents(self) -> dict[int, int]:
+        """``{daughter id: mother id}`` for every division found so far (daughters that made
+        it into the labels)."""
+        book = self._book
+        return {} if book is None else {d: m for d, m in book.parents.items() if d in book.seen}
+
+    def lineage(self):
+        """The :class:`~napari_sam.lineage.Lineage` of the last run (CTC tracks: a track with a
+        gap is split, the later part with the earlier as parent)."""
+        return lineage_from_rows(self.rows, self.parents, self._n_frames)
+
     # ------------------------------------------------------------------ steps
-    def _add(self, session, t, detections, tracked, next_id) -> int:
+    def _divide(self, session, book, t, mother, masks, next_id) -> int:
+        session.remove_object(mother)
+        book.end(mother)
+        for mask in masks:
+            next_id = self._start(session, book, t, mask, next_id, parent=mother)
+        return next_id
+
+    def _start(self, session, book, t, mask, next_id, parent=0) -> int:
+        session.add_mask(t, next_id, mask)
+        book.start(next_id, t, parent)
+        self.new_objects[next_id] = t
+        return next_id + 1
+
+    def _add(self, session, book, t, detections, tracked, raw, next_id) -> tuple[int, bool]:
+        """Re-detection on frame ``t``: divisions, tracks found again, newcomers (module rules).
+        Returns ``(next id, whether the session changed)``."""
+        from ...lineage import match_lost
+
         detections = np.asarray(detections)
         if detections.shape != tracked.shape:
             raise ValueError(f"detector gave labels of shape {detections.shape}, frame is {tracked.shape}")
+        splits = book.detection_splits(raw, detections, t)
+        for mother, d1, d2 in splits:
+            next_id = self._divide(session, book, t, mother, (detections == d1, detections == d2), next_id)
+        if splits:
+            used = [d for _, d1, d2 in splits for d in (d1, d2)]
+            detections = np.where(np.isin(detections, used), 0, detections)
         _, new = match_detections(tracked, detections, self.params)
+        back = {}
+        if new and self.params.max_gap > 0:
+            det_ids, cents, _ = region_stats(detections)
+            where = {int(d): (float(c[0]), float(c[1])) for d, c in zip(det_ids, cents)}
+            back = match_lost(book.lost(t), {d: where[d] for d in new}, t, self.params)
         for d in new:
-            session.add_mask(t, next_id, detections == d)
-            self.new_objects[next_id] = t
-            next_id += 1
-        return next_id
-
-    def _retire(self, session, labels, absent, ids) -> bool:
-        limit = self.params.forget_after
-        if limit is None:
-            return False
-        present = set(np.unique(labels).tolist())
-        gone = []
-        for i in ids:
-            absent[i] = 0 if i in present else absent.get(i, 0) + 1
-            if absent[i] > limit:
-                gone.append(i)
-        for i in gone:
-            session.remove_object(i)
-        return bool(gone)
+            if d in back:
+                session.add_mask(t, back[d], detections == d)
+            else:
+                next_id = self._start(session, book, t, detections == d, next_id)
+        return next_id, bool(splits or new)
 
     def _emit(self, t, labels, n, start, progress):
         self.rows.extend(frame_rows(t, labels))
