@@ -3,14 +3,15 @@
 SAM 2.1 hiera-tiny architecture with random weights (official builder + ``perturb_``; the
 same weights loaded into ours), the official default parameters (32 x 32 points, batches
 of 64, IoU > 0.8, stability >= 0.95, no crops), fp32. Medians of interleaved runs after a
-warm-up. Writes ``benchmarks/results/automatic.md``.
+warm-up. Writes ``benchmarks/results/automatic.md`` and ``automatic.json``.
 
-    python benchmarks/bench_automatic.py [--repeats 3] [--size 1024]
+    python benchmarks/bench_automatic.py [--repeats 3] [--size 1024] [--threads 2] [--note "..."]
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 
@@ -20,7 +21,7 @@ import torch
 HERE = Path(__file__).resolve().parent
 sys.path[:0] = [str(HERE), str(HERE.parent / "tests")]
 
-from common import interleaved, machine
+from common import interleaved, load_average, machine
 
 from napari_sam.engine.malloc_tuning import tune_malloc
 
@@ -50,7 +51,12 @@ def main(argv=None) -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--size", type=int, default=1024)
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--note", default="", help="written into the results, e.g. that the machine was shared")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    load_start = load_average()
     tune_malloc()  # opt in to the allocator settings the CLI / widget use (engine/malloc_tuning.py)
     image, official, mine = build(args.size)
     counts = {}
@@ -89,11 +95,17 @@ def main(argv=None) -> None:
          "in a Python loop. With random weights few masks pass the default thresholds, so the "
          "encoder and the decoder dominate both columns."),
     ]
+    if args.note:
+        lines += ["", f"Note: {args.note} (load average {load_start} at the start, {load_average()} at the end)."]
     text = "\n".join(lines) + "\n"
     print(text)
     out = HERE / "results" / "automatic.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(text)
+    record = {"machine": machine(), "note": args.note, "size": args.size, "repeats": args.repeats,
+              "load_average_start": load_start, "load_average_end": load_average(),
+              "official_s": times["official"], "ours_s": times["ours"], "ratio": ratio, "masks": counts}
+    out.with_suffix(".json").write_text(json.dumps(record, indent=1))
     print(f"written {out}; times {times}; masks {counts}; {np.round(ratio, 3)}x")
 
 

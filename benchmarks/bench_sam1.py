@@ -6,17 +6,21 @@ prompt encoder + mask decoder + upscaling the 3 masks to the original image size
 shares measured on their own as well). Allocator tuning (engine/malloc_tuning.py) is opted in
 first, as the CLI and the widget may.
 
-    python benchmarks/bench_sam1.py [--repeats 3] [--out benchmarks/results/sam1.md]
+    python benchmarks/bench_sam1.py [--repeats 3] [--threads 2] [--note "shared machine"]
+
+Writes ``benchmarks/results/sam1.md`` and ``sam1.json`` (every median, the load average at
+the start and the end, and the note).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 from pathlib import Path
 
 import numpy as np
 import torch
-from common import interleaved, machine
+from common import interleaved, load_average, machine
 
 import napari_sam as ns
 from napari_sam.engine.malloc_tuning import tune_malloc
@@ -27,7 +31,12 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--out", default=str(Path(__file__).parent / "results" / "sam1.md"))
+    ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--note", default="", help="written into the results, e.g. that the machine was shared")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    record = {"machine": machine(), "note": args.note, "load_average_start": load_average(), "encoder_repeats": args.repeats}
     tune_malloc()  # opt in to the allocator settings the CLI / widget use (engine/malloc_tuning.py)
     from segment_anything import SamPredictor, sam_model_registry
 
@@ -45,6 +54,7 @@ def main() -> None:
              "| measure | official | ours | ratio (ours / official) |", "|---|---|---|---|",
              f"| image encoder, 1024x1024, fp32 | {enc['official']:.2f} s | {enc['ours']:.2f} s | "
              f"{enc['ours'] / enc['official']:.2f}x |"]
+    record["encoder_s"] = {**enc, "ratio": enc["ours"] / enc["official"]}
 
     with torch.inference_mode():
         embed = ours.encode_image(x)["image_embed"]
@@ -72,10 +82,17 @@ def main() -> None:
                      f"{t['ours'] * 1e3:.1f} ms | {t['ours'] / t['official']:.2f}x |")
         lines.append(f"| of which: decoder (model.decode) / upscale + threshold to {size}x{size} | | "
                      f"{t['decoder'] * 1e3:.1f} / {t['upscale'] * 1e3:.1f} ms | |")
+        record[f"click_{size}_ms"] = {**{k: v * 1e3 for k, v in t.items()}, "ratio": t["ours"] / t["official"],
+                                      "repeats": 20, "warmup": 3}
+    record["load_average_end"] = load_average()
+    if args.note:
+        lines.append(f"\nNote: {args.note} (load average {record['load_average_start']} at the start, "
+                     f"{record['load_average_end']} at the end).")
     text = "\n".join(lines) + "\n"
     print(text)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(text)
+    Path(args.out).with_suffix(".json").write_text(json.dumps(record, indent=1))
 
 
 if __name__ == "__main__":

@@ -26,7 +26,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from common import interleaved, machine
+from common import interleaved, load_average, machine
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path[:0] = [str(ROOT / "tests"), str(ROOT / "tests" / "engine")]
@@ -134,6 +134,8 @@ def main() -> None:
     ap.add_argument("--frame-shape", type=int, nargs=2, default=[512, 512])
     ap.add_argument("--cache-mb", type=int, default=0)
     ap.add_argument("--threads", type=int, default=None)
+    ap.add_argument("--note", default="", help="written into the results, e.g. that the machine was shared")
+    ap.add_argument("--tag", default="", help="appended to the result file's name (e.g. run1)")
     args = ap.parse_args()
     tune_malloc()  # opt in to the allocator settings the CLI / widget use (engine/malloc_tuning.py)
     if args.threads:
@@ -142,7 +144,7 @@ def main() -> None:
     if args.size:
         cfg = cfg.replace(image_size=args.size)
     frames = moving_blobs(args.frames, *args.frame_shape)
-    runs = []
+    runs, load_start = [], load_average()
     with tempfile.TemporaryDirectory() as tmp:
         for k in args.objects:
             r = run(cfg, frames, k, args.warmup, Path(tmp), args.cache_mb * 2**20)
@@ -152,9 +154,10 @@ def main() -> None:
             runs.append(r)
     record = {"config": args.config, "image_size": cfg.image_size, "frame_shape": args.frame_shape,
               "frames": args.frames, "warmup": args.warmup, "cache_mb": args.cache_mb,
-              "machine": machine(), "runs": runs}
+              "machine": machine(), "runs": runs, "note": args.note,
+              "load_average_start": load_start, "load_average_end": load_average()}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    name = f"video_speed_{args.config}_{cfg.image_size}_f{args.frames}w{args.warmup}_o{'-'.join(map(str, args.objects))}"
+    name = f"video_speed_{args.config}_{cfg.image_size}_f{args.frames}w{args.warmup}_o{'-'.join(map(str, args.objects))}{args.tag}"
     (RESULTS / f"{name}.json").write_text(json.dumps(record, indent=1))
     write_markdown()
     print((RESULTS / "video.md").read_text())

@@ -35,6 +35,16 @@ def interleaved(fns: dict, repeats: int = 3, warmup: int = 1) -> dict[str, float
     return {k: statistics.median(v) for k, v in times.items()}
 
 
+def load_average() -> list[float] | None:
+    """The 1 / 5 / 15-minute load averages (other work on a shared machine), None off Unix."""
+    try:
+        import os
+
+        return [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):
+        return None
+
+
 def machine() -> str:
     return (f"{platform.processor() or platform.machine()}, torch {torch.__version__}, "
             f"{torch.get_num_threads()} threads, {'CUDA ' + torch.cuda.get_device_name() if torch.cuda.is_available() else 'CPU'}")

@@ -8,6 +8,8 @@ decoded (``model.decode(feats, ..., image_cache=cache)``): the same masks, a fas
 
 The cache belongs to its user (an image predictor keeps one per image, the automatic
 segmenter one per crop) and holds one image at most: features of another image replace it.
+The weights it was made with are checked on every use (:meth:`ImageWork.bind`): after
+``load_state_dict`` or an in-place update of the decoder the work is made again.
 It recognises its features by identity — the tensor objects themselves (held weakly, so the
 cache never keeps them alive), not their memory address: a new tensor on reused memory (a
 freed tensor's storage handed out again, a read buffer refilled) is another image. An
@@ -49,10 +51,32 @@ class ImageWork:
     key_pe: torch.Tensor | None = None
     first_block: FirstBlockWork | None = None
     skips: tuple[torch.Tensor, torch.Tensor] | None = None
+    weights: tuple | None = None  # the weights' places and versions it was made with
+    _tensors: tuple = field(default=(), repr=False)  # those weights, collected once
 
     @property
     def filled(self) -> bool:
         return self.keys is not None
+
+    def bind(self, *modules: nn.Module | torch.Tensor) -> None:
+        """Empty the work unless it was made with these modules' weights as they are now:
+        ``load_state_dict``, an in-place update and ``.to(...)`` change a weight's version or
+        place. The weights are collected on the first call (a module's submodules replaced
+        afterwards are not seen: :meth:`DecoderCache.clear` then)."""
+        if not self._tensors:
+            self._tensors = tuple(weights_of(*modules))
+        key = tuple((t.data_ptr(), _version(t)) for t in self._tensors)
+        if key != self.weights:
+            self.keys = self.key_pe = self.first_block = self.skips = None
+            self.weights = key
+
+
+def weights_of(*modules: nn.Module | torch.Tensor) -> list[torch.Tensor]:
+    """Every parameter and buffer of ``modules`` (tensors given as themselves)."""
+    tensors = []
+    for m in modules:
+        tensors.extend([m] if torch.is_tensor(m) else [*m.parameters(), *m.buffers()])
+    return tensors
 
 
 def _version(t: torch.Tensor) -> int | None:

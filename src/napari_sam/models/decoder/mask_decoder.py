@@ -142,11 +142,22 @@ class MaskDecoder(nn.Module):
         """
         if not repeat_image and image_embeddings.shape[0] != sparse_prompt_embeddings.shape[0]:
             raise ValueError("repeat_image=False needs one image embedding per prompt set")
+        # the masks of the tokens that cannot be returned are not made (token 0 with
+        # multimask output; tokens 1.. for a plain single mask); the stability choice needs all
+        if multimask_output:
+            wanted = slice(1, None)
+        elif self.dynamic_multimask_via_stability and not self.training:
+            wanted = None
+        else:
+            wanted = slice(0, 1)
         masks, iou, mask_tokens_out, object_score_logits = self.predict_masks(
             image_embeddings, image_pe, sparse_prompt_embeddings, dense_prompt_embeddings, high_res_features,
-            image_work,
+            image_work, mask_tokens=wanted,
         )
-        masks, iou, sam_tokens_out = self.select_outputs(masks, iou, mask_tokens_out, multimask_output)
+        if wanted is None:
+            masks, iou, sam_tokens_out = self.select_outputs(masks, iou, mask_tokens_out, multimask_output)
+        else:
+            iou, sam_tokens_out = iou[:, wanted], self.pointer_tokens(mask_tokens_out, multimask_output)
         return masks, iou, sam_tokens_out, object_score_logits
 
     def select_outputs(
@@ -163,11 +174,14 @@ class MaskDecoder(nn.Module):
             masks, iou = self._stable_single_mask(masks, iou)
         else:
             masks, iou = masks[:, :1], iou[:, :1]
+        return masks, iou, self.pointer_tokens(mask_tokens_out, multimask_output)
+
+    def pointer_tokens(self, mask_tokens_out: torch.Tensor, multimask_output: bool) -> torch.Tensor:
+        """The mask tokens SAM 2 makes its object pointer of: tokens 1.. with multimask output
+        and ``use_multimask_token_for_obj_ptr``, else token 0."""
         if multimask_output and self.use_multimask_token_for_obj_ptr:
-            sam_tokens_out = mask_tokens_out[:, 1:]
-        else:
-            sam_tokens_out = mask_tokens_out[:, :1]
-        return masks, iou, sam_tokens_out
+            return mask_tokens_out[:, 1:]
+        return mask_tokens_out[:, :1]
 
     def output_tokens(self) -> torch.Tensor:
         """The learned output tokens, ``(T, C)``."""
@@ -184,8 +198,11 @@ class MaskDecoder(nn.Module):
         dense_prompt_embeddings: torch.Tensor,
         high_res_features: list[torch.Tensor] | None = None,
         image_work: ImageWork | None = None,
+        mask_tokens: slice | None = None,
     ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
-        """All ``num_mask_tokens`` masks and IoUs, the mask tokens, object-score logits."""
+        """All ``num_mask_tokens`` masks and IoUs, the mask tokens, object-score logits.
+
+        ``mask_tokens``: make the masks of these mask tokens only (IoUs and tokens stay all)."""
         batch = sparse_prompt_embeddings.shape[0]
         learned = self.output_tokens()
         tokens = torch.cat([learned.unsqueeze(0).expand(batch, -1, -1), sparse_prompt_embeddings], dim=1)
@@ -204,9 +221,8 @@ class MaskDecoder(nn.Module):
         h, w = image_embeddings.shape[-2:]
         upscaled = self.upscale_blocks(src, high_res_features, image_work)  # (B, 16 h w, C/8)
 
-        hyper_in = torch.stack(
-            [mlp(mask_tokens_out[:, i]) for i, mlp in enumerate(self.output_hypernetworks_mlps)], dim=1
-        )
+        indices = range(self.num_mask_tokens)[mask_tokens or slice(None)]
+        hyper_in = torch.stack([self.output_hypernetworks_mlps[i](mask_tokens_out[:, i]) for i in indices], dim=1)
         # per pixel: its upscaled features . the hypernetwork vector of each mask token; only
         # the K mask channels go back to image order
         masks = _from_blocks(upscaled @ hyper_in.transpose(1, 2), h, w)

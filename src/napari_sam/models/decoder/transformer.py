@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..common import MLP, MLPBlock, attention
+from . import absorbed
 from .image_cache import FirstBlockWork, ImageWork
 
 
@@ -58,11 +59,30 @@ class Attention(nn.Module):
         """``x`` through ``{which}_proj`` (``which`` in q, k, v), split into heads."""
         return self._heads(getattr(self, which + "_proj")(x))
 
+    def _absorbed(self, q, k, v, pre: dict[str, torch.Tensor]) -> torch.Tensor | None:
+        """The same attention with the long side's projections folded into the few tokens
+        of the other side (:mod:`.absorbed`), where that is fewer multiply-adds; else None."""
+        if self.kv_in_dim != self.embedding_dim or not absorbed.usable(k, v, pre.get("q", q)):
+            return None
+        heads, inner = self.num_heads, self.internal_dim
+        if not pre and absorbed.few_queries_pays(heads, q.shape[1], q.shape[0], k.shape[1], k.shape[0], inner):
+            return absorbed.few_queries(self, q, k, v)
+        if set(pre) <= {"q"}:
+            nq, bq = (pre["q"].shape[2], pre["q"].shape[0]) if pre else (q.shape[1], q.shape[0])
+            if absorbed.few_keys_pays(heads, k.shape[1], k.shape[0], nq, bq, inner, bool(pre)):
+                return absorbed.few_keys(self, q, k, v, pre.get("q"))
+        return None
+
     def forward(self, q: torch.Tensor, k: torch.Tensor, v: torch.Tensor,
                 projected: dict[str, torch.Tensor] | None = None) -> torch.Tensor:
         """``projected`` may hold already projected heads for any of ``q``, ``k``, ``v``
-        (the input of that name is then not used)."""
+        (the input of that name is then not used). Under inference the cross attentions
+        between a few tokens and many image tokens take the folded order of
+        :mod:`.absorbed` (the same numbers up to float rounding)."""
         pre = projected or {}
+        fast = self._absorbed(q, k, v, pre)
+        if fast is not None:
+            return fast
         q, k, v = _broadcast_batch(*(pre[n] if n in pre else self.project(n, x) for n, x in zip("qkv", (q, k, v))))
         out = attention(q, k, v)
         b, _, n, _ = out.shape
@@ -199,8 +219,11 @@ class TwoWayTransformer(nn.Module):
                     raise ValueError("image_work needs a batch-1 image embedding")
                 image_work.keys, image_work.key_pe = keys, key_pe
         queries = point_embedding
+        # the first block's image side is always projected the way the cache keeps it (a
+        # throwaway work without a cache), so cached and uncached decodes are the same sums
+        first = image_work if image_work is not None else ImageWork()
         for i, layer in enumerate(self.layers):
-            queries, keys = layer(queries, keys, point_embedding, key_pe, image_work if i == 0 else None)
+            queries, keys = layer(queries, keys, point_embedding, key_pe, first if i == 0 else None)
         attn_out = self.final_attn_token_to_image(queries + point_embedding, keys + key_pe, keys)
         queries = self.norm_final_attn(queries + attn_out)
         if keys.shape[0] != queries.shape[0]:  # depth 0 with a batch-1 image

@@ -1,0 +1,35 @@
+"""Doubling the resolution: torch_em's two upsamplers.
+
+* :class:`InterpolateUp` (``Upsampler2d``, micro-sam's default): bilinear x2
+  (``align_corners=False``), then a 1x1 convolution ``conv`` that sets the channel count.
+* :class:`TransposeUp` (``SingleDeconv2DBlock``): a 2x2 stride-2 transposed convolution
+  ``block``. micro-sam picks it when a decoder state has ``.block.`` keys under
+  ``decoder.samplers`` (see :func:`napari_sam.models.ais.build.uses_transposed_convs`).
+"""
+
+from __future__ import annotations
+
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+
+class InterpolateUp(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(in_channels, out_channels, kernel_size=1)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
+
+
+class TransposeUp(nn.Module):
+    def __init__(self, in_channels: int, out_channels: int) -> None:
+        super().__init__()
+        self.block = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.block(x)
+
+
+def upsampler(in_channels: int, out_channels: int, transposed: bool) -> nn.Module:
+    return (TransposeUp if transposed else InterpolateUp)(in_channels, out_channels)
