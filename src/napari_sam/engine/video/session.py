@@ -68,7 +68,8 @@ class VideoSession:
             if grid is not None:
                 from .tiled import TiledVideoSession
 
-                return TiledVideoSession(model, frames, grid, embeddings, contrast_limits, fill_hole_area, **options)
+                return TiledVideoSession(model, frames, grid, embeddings, contrast_limits, fill_hole_area,
+                                         tile_session=VideoSession, **options)
         return super().__new__(cls)
 
     def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8,

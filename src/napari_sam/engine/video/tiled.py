@@ -48,7 +48,11 @@ class TiledVideoSession(TiledPropagation):
     ``VideoSession(..., tile_shape=, halo=)``; ``grid`` is the resolved ``TileGrid``; the
     keyword options are those of ``VideoSession``, passed to every tile's session."""
 
-    def __init__(self, model, frames, grid, embeddings=None, contrast_limits=None, fill_hole_area=8, **options):
+    def __init__(self, model, frames, grid, embeddings=None, contrast_limits=None, fill_hole_area=8, *,
+                 tile_session, **options):
+        # ``tile_session``: the class of the per-tile sessions (VideoSession passes itself, so
+        # this module never imports the session module that routes here)
+        self._tile_session = tile_session
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
         if int(fill_hole_area) < 0:
@@ -189,11 +193,9 @@ class TiledVideoSession(TiledPropagation):
     def _session(self, index: int, create: bool = True):
         s = self._sessions.get(index)
         if s is None and create:
-            from .session import VideoSession
-
             tile = self.grid[index]
             emb = None if self._store is None else TileEmbeddings(self._store, index)
-            s = VideoSession(self.model, TileFrames(self.frames, tile.outer), embeddings=emb,
+            s = self._tile_session(self.model, TileFrames(self.frames, tile.outer), embeddings=emb,
                              contrast_limits=self.contrast_limits, fill_hole_area=self.fill_hole_area, **self._options)
             self._sessions[index] = s
         return s
