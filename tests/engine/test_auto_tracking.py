@@ -200,3 +200,42 @@ def test_real_video_session_loop(movie):
     assert min(tracker.new_objects) == 1 and sum(1 for f in tracker.new_objects.values() if f == 0) == starters
     assert set(np.unique(pred)) <= {0, *tracker.new_objects}
     print(f"\nid persistence, random-weight SAM 2 (reduced): {id_persistence(truth, pred):.2f}")
+
+
+def test_tiled_auto_tracker_keeps_ids(monkeypatch):
+    """``tile_shape`` / ``halo`` reach the session and the default segmenter: on 256 x 384
+    frames in 128 px tiles (32 px halo) the bundled model segments the start frame tile by
+    tile and tracks both discs, the moving one across a tile border, each under one id."""
+    import napari_sam as ns
+    from napari_sam.engine.auto.segmenter import AutomaticSegmenter
+
+    T, H, W, R = 4, 256, 384, 13
+    rng = np.random.default_rng(0)
+    yy, xx = np.mgrid[0:H, 0:W]
+    frames = np.empty((T, H, W), np.uint16)
+    discs = np.zeros((T, 2, H, W), bool)
+    for t in range(T):
+        img = 200 + 20 * rng.standard_normal((H, W))
+        for k, (cy, cx, level) in enumerate(((64, 104 + 8 * t, 2000), (190, 300, 1500))):
+            discs[t, k] = (yy - cy) ** 2 + (xx - cx) ** 2 <= R * R
+            img[discs[t, k]] = level + 100 * rng.standard_normal(int(discs[t, k].sum()))
+        frames[t] = np.clip(img, 0, 65535)
+    model = ns.load_model("embedded", device="cpu")
+    made = []
+
+    class Seg(AutomaticSegmenter):  # the real segmenter, remembering how it was built
+        def __init__(self, *a, **k):
+            super().__init__(*a, points_per_side=8, **k)
+            made.append(self)
+
+    monkeypatch.setattr("napari_sam.engine.auto.segmenter.AutomaticSegmenter", Seg)
+    tracker = AutoTracker(model, tile_shape=(128, 128), halo=(32, 32), every=0, divisions=False)
+    out = dict(tracker.run(frames, contrast_limits=(0, 3000)))
+    assert made and made[0].tiling((H, W)) is not None and len(made[0].tiling((H, W))) == 6
+    assert sorted(out) == list(range(T))
+    for k in range(2):
+        ids = {int(np.bincount(out[t][discs[t, k]], minlength=1).argmax()) for t in range(T)}
+        assert len(ids) == 1 and 0 not in ids, (k, ids)
+        for t in range(T):
+            lab = out[t] == ids.copy().pop()
+            assert (lab & discs[t, k]).sum() / (lab | discs[t, k]).sum() > 0.7, (k, t)

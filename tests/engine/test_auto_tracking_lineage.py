@@ -105,14 +105,52 @@ def ids_of(pred, truth, g):
 def test_division_from_the_tracks_own_mask():
     truth, lin = division_movie()
     tracker, pred, oracle = track(truth, TrackingParams(every=0, min_area=10), lin)
-    # the mother's mask covers both touching daughters on frames 4-5; they are 3 px apart on 6
+    # the mother's mask covers both touching daughters on frames 4-5; they are 3 px apart on 6:
+    # the split is seen on 6, the division placed back on 4, the true frame
     assert tracker.parents == {3: 1, 4: 1}
-    assert (pred[:6] == 1).sum() > 0 and not (pred[6:] == 1).any()
-    assert ids_of(pred, truth, 3)[2:] == [3] * 4 and ids_of(pred, truth, 4)[2:] == [4] * 4
+    assert (pred[:4] == 1).sum() > 0 and not (pred[4:] == 1).any()
+    assert ids_of(pred, truth, 3) == [3] * 6 and ids_of(pred, truth, 4) == [4] * 6
     assert ids_of(pred, truth, 2) == [2] * 10
     assert ("remove", 1) in oracle.calls and ("add", 6, 3) in oracle.calls and ("add", 6, 4) in oracle.calls
+    assert tracker.lineage().rows() == [(1, 0, 3, 0), (2, 0, 9, 0), (3, 4, 9, 1), (4, 4, 9, 1)]
+    assert tracker.new_objects == {1: 0, 2: 0, 3: 4, 4: 4}
+    for t in (4, 5):  # the mother's pixels shared between the touching daughters
+        for d in (3, 4):
+            a, b = pred[t] == d, truth[t] == d
+            assert (a & b).sum() / (a | b).sum() > 0.85, (t, d)
+    rows = {(int(r[0]), int(r[1])) for r in tracker.rows}  # the tracks table says the same
+    assert (4, 3) in rows and (5, 4) in rows and not any(k == 1 and f >= 4 for f, k in rows)
+
+
+def test_division_without_lookback_is_placed_where_seen():
+    truth, lin = division_movie()
+    tracker, pred, _ = track(truth, TrackingParams(every=0, min_area=10, division_lookback=0), lin)
     assert tracker.lineage().rows() == [(1, 0, 5, 0), (2, 0, 9, 0), (3, 6, 9, 1), (4, 6, 9, 1)]
-    assert tracker.new_objects == {1: 0, 2: 0, 3: 6, 4: 6}
+
+
+def swallow_movie(T=10):
+    """Cell 1 (r 5) alone until frame 3; from frame 4 a neighbour, cell 5, sits against it
+    (touching on frames 4-5, then moving away 2 px a frame); the stand-in session's mask of
+    cell 1 takes it over (``lineage`` {5: 1} makes the oracle cover it). Cell 2 far away."""
+    shape = (48, 72)
+    lab = np.zeros((T,) + shape, np.int32)
+    for t in range(T):
+        lab[t][disc(shape, 38, 60, 5)] = 2
+        lab[t][disc(shape, 20, 25, 5)] = 1
+        if t >= 4:
+            lab[t][disc(shape, 20, 36 + 2 * max(t - 5, 0), 5)] = 5
+    return lab, {5: 1}
+
+
+@pytest.mark.parametrize("lookback, divides", [(4, False), (0, True)])
+def test_a_mask_that_swallowed_a_neighbour_is_no_division(lookback, divides):
+    truth, lin = swallow_movie()
+    tracker, pred, _ = track(truth, TrackingParams(every=0, min_area=10, division_lookback=lookback), lin)
+    # the parts part on frame 6; looking back, the mask was one cell's size on frame 3 and
+    # doubled on 4: it took over a neighbour (without the look-back it looks like a division)
+    assert bool(tracker.parents) is divides
+    if not divides:
+        assert ids_of(pred, truth, 1) == [1] * 10
 
 
 def test_division_from_redetection_finds_the_exact_frame():

@@ -18,6 +18,16 @@ class LineageParams:
       empty pixels apart (nearest pixel centres' distance minus 1); 0 accepts touching parts.
     * ``split_min_cover`` (0.7): for a re-detection split, the share of each detection that
       lies inside the mother's mask.
+    * ``division_lookback`` (4 frames): the automatic tracker holds back this many frames
+      before giving them out, so that a division seen late (SAM 2 keeps one mask over the
+      touching daughters until they part) can be moved back to the frame it happened; 0: a
+      division is placed where the split is seen.
+    * ``division_cover`` (0.75): on a held frame the mother's mask covered both daughters when
+      it is at least this share of their summed area (and elongated, below); a "division"
+      whose mother was under this share of its parts on the frame before is a mask that took
+      over a neighbour (a cell about to divide is as large as its daughters together): none.
+    * ``division_min_elongation`` (1.4): ... and its principal axes' ratio is at least this
+      (two touching daughters side by side: ~2; a cell rounded up to divide: ~1).
     * ``max_gap`` (3 frames): a track missing for at most this many frames in a row can get
       its id back; longer, it has ended.
     * ``max_gap_distance`` (15 px): ... when it is found again within this distance of its
@@ -37,6 +47,9 @@ class LineageParams:
     split_min_ratio: float = 0.4
     split_min_separation: float = 2.0
     split_min_cover: float = 0.7
+    division_lookback: int = 4
+    division_cover: float = 0.75
+    division_min_elongation: float = 1.4
     max_gap: int = 3
     max_gap_distance: float = 15.0
     leaving: bool = True
@@ -49,6 +62,9 @@ class LineageParams:
             (0 < self.split_min_ratio <= 1, "split_min_ratio must be in (0, 1]"),
             (self.split_min_separation >= 0, "split_min_separation must be >= 0"),
             (0 < self.split_min_cover <= 1, "split_min_cover must be in (0, 1]"),
+            (self.division_lookback >= 0, "division_lookback must be >= 0"),
+            (0 < self.division_cover <= 1, "division_cover must be in (0, 1]"),
+            (self.division_min_elongation >= 1, "division_min_elongation must be >= 1"),
             (self.max_gap >= 0, "max_gap must be >= 0 (0: no gap closing)"),
             (self.max_gap_distance > 0, "max_gap_distance must be > 0"),
             (0 <= self.leave_fraction <= 1, "leave_fraction must be in [0, 1]"),

@@ -15,6 +15,14 @@ Rules (all in :class:`TrackingParams`, which inherits the lineage rules' paramet
   this frame, each prompted with its own part (``session.add_mask``), and
   :attr:`AutoTracker.parents` records ``{daughter: mother}``. Only a track seen on an earlier
   frame can divide.
+* **division frame** (``division_lookback``, :mod:`.tracking_lookback`): the last
+  ``division_lookback`` frames are held back before they are yielded (SAM 2 keeps one mask
+  over touching daughters, so a split is seen late); on a split the division moves back over
+  the held frames on which the mother's mask covered both daughters (``division_cover`` of
+  their summed area, elongated: ``division_min_elongation``), the mother's pixels there shared
+  between them (seeded watershed). A split whose mother was much smaller on the frame before
+  (it took over a neighbour), lay partly under another track, or covered two cells on every
+  held frame, is no division.
 * With ``one_region`` (default) a track then keeps only its largest connected region: a cell
   is one piece, the rest (speckles, a part of a neighbour) goes back to the background, where
   re-detection can find it; a track whose largest region is under ``min_area`` pixels counts
@@ -56,6 +64,7 @@ import numpy as np
 from ...lineage import LineageParams
 from ...lineage.regions import region_stats
 from .tracking_lineage import LineageBook, lineage_from_rows
+from .tracking_lookback import FrameBuffer, swallowed, walk_back
 
 TRACK_COLUMNS = ("frame", "id", "y", "x", "area")
 
@@ -196,13 +205,17 @@ class AutoTracker:
     (default: ``AutomaticSegmenter(model).generate`` on the frame, with the stack's contrast
     limits and, if given, the embedding store's features). ``make_session(frames)`` builds
     the tracker session (default: :class:`~napari_sam.engine.video.session.VideoSession`).
+    ``tile_shape`` / ``halo`` (micro-sam's meaning, frame pixels): track and detect tile by
+    tile (the session, the store opened from a path and the default segmenter get them);
+    both None with a tiled embedding store: the store's tiling.
     """
 
     def __init__(self, model, params: TrackingParams | None = None, detect: Detector | None = None,
-                 segmenter=None, make_session=None, **changes):
+                 segmenter=None, make_session=None, tile_shape=None, halo=None, **changes):
         import dataclasses
 
         self.model = model
+        self.tile_shape, self.halo = tile_shape, halo  # None, None: the store's tiling, if any
         self.params = dataclasses.replace(params or TrackingParams(), **changes)
         self._detect = detect
         self._segmenter = segmenter
@@ -210,14 +223,20 @@ class AutoTracker:
         self.rows: list[tuple] = []
         self.new_objects: dict[int, int] = {}  # id -> frame it was first detected on
         self._book: LineageBook | None = None
+        self._buffer = FrameBuffer(0)
         self._n_frames = 0
 
     def _default_detector(self, frames, store, limits) -> Detector:
         from .segmenter import AutomaticSegmenter
 
-        seg = self._segmenter or AutomaticSegmenter(self.model)
+        seg = self._segmenter or AutomaticSegmenter(self.model, tile_shape=self.tile_shape, halo=self.halo)
+        tiled_store = getattr(store, "grid", None) is not None
 
         def detect(t, frame):
+            if tiled_store and seg.tiling(np.shape(frame)) is None:
+                return seg.generate(frame, contrast_limits=limits)  # a whole-frame segmenter
+            if tiled_store:
+                return seg.generate(frame, contrast_limits=limits, tile_features=lambda i: store.get(t, tile=i))
             feats = None if store is None else store.get(t)
             return seg.generate(frame, contrast_limits=limits, features=feats)
 
@@ -237,10 +256,14 @@ class AutoTracker:
             raise ValueError(f"start frame {start} out of range for {n} frames")
         limits = tuple(contrast_limits) if contrast_limits is not None else estimate_contrast_limits(stack)
         store = self._open_store(embeddings, stack, limits)
+        if self.tile_shape is None and self.halo is None and getattr(store, "grid", None) is not None:
+            self.tile_shape, self.halo = store.grid.tile_shape, store.grid.halo
         detect = self._detect or self._default_detector(stack, store, limits)
         session = self._session(stack, store, limits)
         p = self.params
         book = LineageBook(p)
+        buffer = FrameBuffer(p.division_lookback if p.divisions else 0)
+        self._buffer = buffer
         last: dict[int, tuple[float, float, float]] = {}
         detected: set[int] = set()
         next_id = 1
@@ -254,16 +277,19 @@ class AutoTracker:
                     empty = np.zeros(stack.frame_shape, np.int32)
                     next_id, _ = self._add(session, book, t, detect(t, stack[t]), empty, empty, next_id)
                 if not session.obj_ids:
-                    yield self._emit(t, np.zeros(stack.frame_shape, np.int32), n, start, progress)
+                    for item in buffer.push(t, np.zeros(stack.frame_shape, np.int32)):
+                        yield self._emit(*item, n, start, progress)
                     t += 1
                     continue
             restart = None
             for ti, ids, logits in session.propagate("forward", start=t):
                 raw = resolve_logits(logits, ids)
                 splits = book.own_splits(raw, ti)
-                if splits:  # re-track this frame with the daughters as prompts
-                    for mother, a, b in splits:
-                        next_id = self._divide(session, book, ti, mother, (a, b), next_id)
+                divided = False
+                for mother, a, b in splits:
+                    next_id, done = self._divide(session, book, ti, mother, (a, b), next_id)
+                    divided |= done
+                if divided:  # re-track this frame with the daughters as prompts
                     restart = ti
                     break
                 labels = keep_largest_regions(raw, p.min_area) if p.one_region else raw
@@ -276,7 +302,8 @@ class AutoTracker:
                         restart = ti  # re-track this frame with the newcomers as prompts
                         break
                 labels, gone = book.observe(ti, labels, ids)
-                yield self._emit(ti, labels, n, start, progress)
+                for item in buffer.push(ti, labels):
+                    yield self._emit(*item, n, start, progress)
                 for i in gone:
                     session.remove_object(i)
                 if gone:
@@ -285,6 +312,8 @@ class AutoTracker:
             if restart is None:
                 break
             t = restart
+        for item in buffer.flush():
+            yield self._emit(*item, n, start, progress)
         close = getattr(session, "close", None)
         if close is not None:
             close()
@@ -302,12 +331,29 @@ class AutoTracker:
         return lineage_from_rows(self.rows, self.parents, self._n_frames)
 
     # ------------------------------------------------------------------ steps
-    def _divide(self, session, book, t, mother, masks, next_id) -> int:
+    def _divide(self, session, book, t, mother, masks, next_id) -> tuple[int, bool]:
+        """``mother`` split into ``masks`` on frame ``t``: place the division on the first
+        held frame where the mother's mask covered both daughters (:mod:`.tracking_lookback`)
+        unless it is a mask that took over a neighbour. Returns ``(next id, divided)``."""
+        p, buffer = self.params, self._buffer
+        back, single = walk_back(buffer, mother, t, masks, book.born.get(mother, t),
+                                 p.division_cover, p.division_min_elongation)
+        first = back[-1][0] if back else t
+        if (back and not single) or swallowed(buffer, mother, first, back[-1][1:] if back else masks, p.division_cover):
+            return next_id, False
         session.remove_object(mother)
         book.end(mother)
+        ids = []
         for mask in masks:
+            ids.append(next_id)
             next_id = self._start(session, book, t, mask, next_id, parent=mother)
-        return next_id
+        for f, a, b in back:  # the daughters begin on ``first``; the mother ends the frame before
+            labels = buffer.held(f)
+            labels[labels == mother] = 0
+            labels[a], labels[b] = ids[0], ids[1]
+        for i in ids:
+            book.born[i] = self.new_objects[i] = first
+        return next_id, True
 
     def _start(self, session, book, t, mask, next_id, parent=0) -> int:
         session.add_mask(t, next_id, mask)
@@ -324,8 +370,12 @@ class AutoTracker:
         if detections.shape != tracked.shape:
             raise ValueError(f"detector gave labels of shape {detections.shape}, frame is {tracked.shape}")
         splits = book.detection_splits(raw, detections, t)
+        done = []
         for mother, d1, d2 in splits:
-            next_id = self._divide(session, book, t, mother, (detections == d1, detections == d2), next_id)
+            next_id, divided = self._divide(session, book, t, mother, (detections == d1, detections == d2), next_id)
+            if divided:
+                done.append((mother, d1, d2))
+        splits = done
         if splits:
             used = [d for _, d1, d2 in splits for d in (d1, d2)]
             detections = np.where(np.isin(detections, used), 0, detections)
@@ -353,11 +403,13 @@ class AutoTracker:
             return embeddings
         from ..store.embedding_store import EmbeddingStore
 
-        return EmbeddingStore(embeddings, self.model, stack.data, contrast_limits=limits)
+        return EmbeddingStore(embeddings, self.model, stack.data, contrast_limits=limits,
+                              tile_shape=self.tile_shape, halo=self.halo)
 
     def _session(self, stack, store, limits):
         if self._make_session is not None:
             return self._make_session(stack)
         from ..video.session import VideoSession
 
-        return VideoSession(self.model, stack.data, embeddings=store, contrast_limits=limits)
+        return VideoSession(self.model, stack.data, embeddings=store, contrast_limits=limits,
+                            tile_shape=self.tile_shape, halo=self.halo)
