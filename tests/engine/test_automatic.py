@@ -12,13 +12,8 @@ import pytest
 import torch
 
 from napari_sam.engine.masks import ops as mask_ops
-from napari_sam.engine.auto.segmenter import (
-    AutomaticParams,
-    MaskRecord,
-    _fill_holes,
-    clean_records,
-    records_to_labels,
-)
+from napari_sam.engine.auto.records import MaskRecord, _fill_holes, clean_records, records_to_labels
+from napari_sam.engine.auto.segmenter import AutomaticParams
 
 amg = pytest.importorskip("segment_anything.utils.amg")
 tv_ops = pytest.importorskip("torchvision.ops")

@@ -1,0 +1,169 @@
+"""Segment everything tile by tile: large images at their own resolution, bounded memory.
+
+For each tile of a :class:`~napari_sam.engine.image.tiling.TileGrid` (row-major order):
+
+1. its outer window (core + halo) is read from the image alone (numpy, zarr, dask or a
+   memory-mapped array: only that window is read) and mapped to 8-bit with the contrast limits
+   of the **whole** image, found once before the first tile (:func:`image_contrast_limits`), so
+   tiles do not differ in brightness; no float copy of the whole image is ever made;
+2. the window is segmented on its own (its own embedding, or ``tile_features(i)``; a point
+   grid of ``points_per_side``² over the whole outer window: points in the halo find the
+   objects near the core edge that the tile owns);
+3. its masks are merged into the labels by :mod:`.stitch`: masks cut by an inner window edge
+   go, the rest become the window's labels by the one-image rule, the tile keeps those whose
+   centroid lies in its core; a label lying mostly on labels an earlier tile painted is that
+   object seen again, and is dropped;
+4. the labels under the outer window are written to ``out`` (a numpy or zarr array, or a new
+   int32 array), and ``progress(tiles_done, n_tiles)`` is called.
+
+The halo should be at least the diameter of the largest object: an object centred on a core
+edge is then whole in the tile that owns it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+
+from ..frames import read
+from ..image.preprocess import check_contrast_limits, robust_limits, to_uint8_rgb
+from .stitch import LabelBook, tile_labels
+
+_BAND_PIXELS = 1 << 24  # pixels read at once while sampling the contrast limits
+_SAMPLES = 1_000_000  # values the contrast limits are estimated from (as robust_limits)
+
+
+def check_image(image) -> tuple[int, int]:
+    """(H, W) of an (H, W) or (H, W, 1|3|4) array-like; a ValueError naming the shape else."""
+    shape = tuple(int(s) for s in (image.shape if hasattr(image, "shape") else np.shape(image)))
+    if not (len(shape) == 2 or (len(shape) == 3 and shape[-1] in (1, 3, 4))):
+        raise ValueError(f"expected an (H, W), (H, W, 1), (H, W, 3) or (H, W, 4) image, got shape {shape}")
+    if shape[0] < 1 or shape[1] < 1:
+        raise ValueError(f"image has no pixels: shape {shape}")
+    return shape[0], shape[1]
+
+
+def image_contrast_limits(image) -> tuple[float, float]:
+    """The limits :func:`~napari_sam.engine.image.preprocess.to_uint8_rgb` would pick for the
+    whole image (uint8 (0, 255), bool (0, 1), else the robust percentiles of the same evenly
+    strided sample of about a million values), read in bands of rows: the whole image is never
+    held in memory."""
+    dtype = np.dtype(image.dtype)
+    if dtype == np.uint8:
+        return (0.0, 255.0)
+    if dtype == np.bool_:
+        return (0.0, 1.0)
+    shape = tuple(int(s) for s in image.shape)
+    h, w = shape[:2]
+    c = 1 if len(shape) == 2 else min(shape[2], 3)  # to_uint8_rgb drops an alpha channel
+    per_row = w * c
+    size = h * per_row
+    step = size // _SAMPLES + 1 if size > _SAMPLES else 1
+    rows = max(1, _BAND_PIXELS // max(w, 1))
+    parts = []
+    for r0 in range(0, h, rows):
+        r1 = min(h, r0 + rows)
+        lo, hi = r0 * per_row, r1 * per_row
+        first = -(-lo // step) * step  # the first sampled flat index in this band
+        if first >= hi:
+            continue
+        band = read(image[r0:r1])
+        if band.ndim == 3:
+            band = band[..., :c]
+        parts.append(band.reshape(-1)[first - lo:hi - lo:step])
+    return robust_limits(np.concatenate(parts))
+
+
+def _window(image, tile) -> np.ndarray:
+    ys, xs = tile.outer_slices
+    return read(image[ys, xs])
+
+
+def generate_tiled(segmenter, image, grid, contrast_limits=None,
+                   tile_features: Callable[[int], dict | None] | None = None,
+                   progress: Callable[[int, int], object] | None = None, out=None,
+                   edge_margin: int = 2, duplicate: float = 0.5, orphan_overlap: float = 0.1):
+    """Labels of ``image`` segmented tile by tile over ``grid`` (see the module docstring).
+
+    ``segmenter``: an :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` (its
+    parameters apply to every tile). ``tile_features(i)``: tile ``i``'s encoder output made
+    elsewhere (e.g. a tiled EmbeddingStore), or None to encode it here. ``out``: an (H, W)
+    integer array (numpy, zarr) to write into, tile by tile (its old contents are replaced);
+    None makes an int32 numpy array. Returns ``out``. An exception raised by ``progress``
+    stops the run; the tiles done so far are already in ``out``.
+    """
+    hw = check_image(image)
+    if tuple(grid.image_shape) != hw:
+        raise ValueError(f"the tile grid is for an image of {grid.image_shape}, the image is {hw}")
+    limits = check_contrast_limits(contrast_limits)
+    if limits is None:
+        limits = image_contrast_limits(image)
+    out = _check_out(out, hw)
+    top = np.iinfo(np.dtype(out.dtype)).max
+    p = segmenter.params
+    book = LabelBook()
+    cleared = np.zeros(len(grid), bool)
+    pending: dict[int, list] = {}  # owner tile -> labels other tiles saw whole there
+    for tile in grid:
+        _clear_cores(out, grid, tile, cleared)
+        rgb = to_uint8_rgb(_window(image, tile), limits)
+        feats = None if tile_features is None else tile_features(tile.index)
+        records = segmenter.generate_records(rgb, features=feats)
+        local, orphans = tile_labels(records, tile, hw, p.min_mask_region_area, edge_margin, grid)
+        ys, xs = tile.outer_slices
+        window = np.array(read(out[ys, xs]), dtype=np.int64)
+        book.paste(window, local, p.min_mask_region_area, duplicate=duplicate)
+        _write(out, (ys, xs), window, book, top)
+        for owner, y0, x0, patch in orphans:
+            pending.setdefault(owner, []).append((y0, x0, patch))
+        for owner in [o for o in pending if o <= tile.index]:  # owners done: offer them now
+            for y0, x0, patch in pending.pop(owner):
+                sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))
+                region = np.array(read(out[sl]), dtype=np.int64)
+                book.paste(region, patch.astype(np.int32), p.min_mask_region_area, duplicate=orphan_overlap)
+                _write(out, sl, region, book, top)
+        if progress is not None:
+            progress(tile.index + 1, len(grid))
+    return out
+
+
+def _write(out, sl, labels, book, top) -> None:
+    if len(book) > top:
+        raise ValueError(f"{len(book)} labels do not fit the output's dtype {np.dtype(out.dtype)}")
+    out[sl] = labels.astype(out.dtype, copy=False)
+
+
+def _check_out(out, hw):
+    if out is None:
+        return np.zeros(hw, np.int32)
+    shape = tuple(int(s) for s in out.shape)
+    if shape != tuple(hw):
+        raise ValueError(f"out has shape {shape}, the labels are {tuple(hw)}")
+    if np.dtype(out.dtype).kind not in "iu":
+        raise ValueError(f"out must hold integers (labels), got dtype {np.dtype(out.dtype)}")
+    return out
+
+
+def write_whole(out, labels: np.ndarray):
+    """``labels`` written into ``out`` (checked as in :func:`generate_tiled`); returns ``out``."""
+    out = _check_out(out, labels.shape)
+    if labels.size and int(labels.max()) > np.iinfo(np.dtype(out.dtype)).max:
+        raise ValueError(f"{int(labels.max())} labels do not fit the output's dtype {np.dtype(out.dtype)}")
+    out[...] = labels
+    return out
+
+
+def _clear_cores(out, grid, tile, cleared) -> None:
+    """Zero the cores under ``tile``'s outer window not cleared yet: ``out``'s old contents
+    go before anything is painted there, and nothing painted is cleared again."""
+    oy0, oy1, ox0, ox1 = tile.outer
+    r0, c0 = grid.tile_at(oy0, ox0).row, grid.tile_at(oy0, ox0).col
+    r1, c1 = grid.tile_at(oy1 - 1, ox1 - 1).row, grid.tile_at(oy1 - 1, ox1 - 1).col
+    for r in range(r0, r1 + 1):
+        for c in range(c0, c1 + 1):
+            i = r * grid.cols + c
+            if not cleared[i]:
+                ys, xs = grid[i].core_slices
+                out[ys, xs] = 0
+                cleared[i] = True

@@ -1,0 +1,181 @@
+"""Segment everything tile by tile (bundled model, 256 px input) on generated nuclei mosaics.
+
+Quality is measured against the same model run on single tiles: the tiled labels of a 384²
+mosaic (2 x 2 tiles of 192 px, halo 32: each outer window about one model input) must find
+>= 0.95x as many of the true nuclei per area as single-tile runs on the tiles' own windows, and
+split no nucleus crossing a core edge (two labels each covering >= 20 % of it) that the model
+does not split in its own tile's window alone; labels change across core edges no more often
+than across lines between them (no seam).
+The rest checks the contract: no tiling / one tile equal today's labels exactly, bad tilings
+refused, progress per tile, ``out=`` written (zarr), features per tile, the whole image's
+contrast limits read in bands.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import napari_sam as ns
+from napari_sam.data.mosaic import mosaic
+from napari_sam.engine.auto import tiled
+from napari_sam.engine.auto import tiled_metrics as tm
+from napari_sam.engine.image.preprocess import robust_limits, to_uint8_rgb
+
+zarr = pytest.importorskip("zarr")
+PPS = 12  # 144 grid points a tile: three decoder batches
+
+
+@pytest.fixture(scope="module")
+def model():
+    return ns.load_model("embedded")
+
+
+@pytest.fixture(scope="module")
+def sample():
+    return mosaic((384, 384), scene=256, distinct=3, seed=1)  # scene edges off the core edges
+
+
+@pytest.fixture(scope="module")
+def tiled_run(model, sample, tmp_path_factory):
+    """One tiled run, zarr in and zarr out (chunks not aligned with the tiles)."""
+    root = tmp_path_factory.mktemp("tiled")
+    image = zarr.open_array(str(root / "image.zarr"), mode="w", shape=sample.image.shape, chunks=(100, 100),
+                            dtype=sample.image.dtype)
+    image[:] = sample.image
+    out = zarr.open_array(str(root / "labels.zarr"), mode="w", shape=sample.image.shape, chunks=(70, 90),
+                          dtype="int32", fill_value=7)  # old contents: replaced
+    seg = ns.AutomaticSegmenter(model, points_per_side=PPS, tile_shape=(192, 192), halo=(32, 32))
+    calls = []
+    got = seg.generate(image, out=out, progress=lambda d, n: calls.append((d, n)))
+    return seg, got, calls
+
+
+def test_tiled_finds_as_many_objects_as_single_tiles_and_cuts_none(model, sample, tiled_run):
+    seg, out, calls = tiled_run
+    labels = out[:]
+    grid = seg.tiling(sample.image.shape)
+    assert len(grid) == 4 and calls == [(1, 4), (2, 4), (3, 4), (4, 4)]
+    ids = np.unique(labels[labels > 0])
+    assert labels.dtype == np.int32 and ids.tolist() == list(range(1, len(ids) + 1))
+    truth = sample.labels
+    inner = tm.interior_ids(truth)
+    tiled_rate = len(tm.found(truth, labels) & inner) / len(inner)
+    # the same model on each tile's outer window alone (objects the window does not cut), with
+    # the contrast limits the tiles get (the whole image's): the same pixels as in the tiled run
+    limits = tiled.image_contrast_limits(sample.image)
+    single = ns.AutomaticSegmenter(model, points_per_side=PPS)
+    crossing = tm.crossing_ids(truth, grid) & inner
+    hits = total = 0
+    split_alone = set()  # crossing objects split by the model in their own tile's window alone
+    for tile in grid:
+        ys, xs = tile.outer_slices
+        part = truth[ys, xs]
+        own = tm.interior_ids(part)
+        pred = single.generate(sample.image[ys, xs], contrast_limits=limits)
+        hits += len(tm.found(part, pred) & own)
+        total += len(own)
+        mine = {i for i in crossing & own if tile.contains(*np.argwhere(truth == i).mean(0))}
+        split_alone |= tm.split_ids(part, pred, mine)
+    single_rate = hits / total
+    print(f"found: tiled {tiled_rate:.3f} single tiles {single_rate:.3f}; labels {len(ids)}")
+    assert tiled_rate >= 0.95 * single_rate
+    split = tm.split_ids(truth, labels, crossing)
+    print(f"crossing {len(crossing)}: split {len(split)} (alone {len(split_alone)}), "
+          f"pieces in two cores {len(tm.seam_split_ids(truth, labels, grid, crossing))}")
+    assert len(crossing) >= 10
+    assert len(split - split_alone) <= 0.01 * len(crossing)  # the tiling splits none the tile alone did not
+    # no seam: labels change across the core edges no more often than across lines between them
+    edges = tm.seam_steps(labels, rows=[192], cols=[192])
+    control = tm.seam_steps(labels, rows=[96, 288], cols=[96, 288]) / 2
+    assert edges <= 1.5 * control + 4, (edges, control)
+
+
+def test_an_interrupted_run_keeps_the_tiles_done(model, sample, tiled_run):
+    """Cancel from progress after two tiles: what is in ``out`` is what the full run painted."""
+    seg, full, _ = tiled_run
+    out = np.full(sample.image.shape, -1, np.int32)
+
+    def stop(done, total):
+        if done == 2:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        seg.generate(sample.image, out=out, progress=stop)
+    done = out > 0
+    assert done[:192, :192].mean() > 0.1 and not done[224:, :].any()  # nothing below the first row's windows
+    assert np.array_equal(out[done], full[:][done])
+    assert (out >= 0).all()  # the old contents went: every core lies under the first two windows
+
+
+def test_no_tiling_and_one_tile_equal_the_whole_image(model):
+    image = mosaic((200, 176), scene=200, distinct=1, seed=4).image
+    whole = ns.AutomaticSegmenter(model, points_per_side=8).generate(image)
+    assert whole.max() >= 3
+    for tile, halo in [(None, None), ("auto", None), ((512, 512), (64, 64))]:
+        seg = ns.AutomaticSegmenter(model, points_per_side=8, tile_shape=tile, halo=halo)
+        assert np.array_equal(seg.generate(image), whole), tile
+    assert ns.AutomaticSegmenter(model, tile_shape=(512, 512)).tiling(image.shape) is not None  # the loop ran
+    out = np.zeros(image.shape, np.uint16)
+    assert ns.AutomaticSegmenter(model, points_per_side=8).generate(image, out=out) is out
+    assert np.array_equal(out, whole)
+
+
+@pytest.mark.parametrize("kwargs,words", [({"tile_shape": 16}, "at least 32"), ({"tile_shape": 64, "halo": 40}, "half"),
+                                          ({"tile_shape": "big"}, "'auto'"), ({"halo": 16}, "without tile_shape"),
+                                          ({"tile_shape": (64, 64), "halo": -2}, "negative")])
+def test_bad_tilings_are_refused_by_the_segmenter(model, kwargs, words):
+    with pytest.raises(ValueError, match=words):
+        ns.AutomaticSegmenter(model, **kwargs)
+
+
+def test_bad_calls_are_refused_with_the_value_named(model):
+    seg = ns.AutomaticSegmenter(model, points_per_side=4, tile_shape=64, halo=16)
+    image = np.zeros((100, 120), np.uint16)
+    with pytest.raises(ValueError, match="tile_features"):
+        seg.generate(image, features={"x": np.zeros(1)})
+    with pytest.raises(ValueError, match=r"\(100, 121\)"):
+        seg.generate(image, out=np.zeros((100, 121), np.int32))
+    with pytest.raises(ValueError, match="integers"):
+        seg.generate(image, out=np.zeros((100, 120), np.float32))
+    with pytest.raises(ValueError, match=r"\(5, 100, 120\)"):
+        seg.generate(np.zeros((5, 100, 120), np.uint16))
+
+
+def test_small_tiles_zarr_and_numpy_and_features_per_tile_agree(model):
+    """4 tiles of 64 px (halo 16) on a 128² image: zarr in / out equals numpy; features made
+    elsewhere per tile (here: the same encoder) give the same labels, asked once per tile."""
+    sample = mosaic((128, 128), scene=128, distinct=1, seed=2, diameter=(10, 16))
+    seg = ns.AutomaticSegmenter(model, points_per_side=6, tile_shape=64, halo=16)
+    grid = seg.tiling(sample.image.shape)
+    assert len(grid) == 4
+    ref = seg.generate(sample.image)
+    assert ref.max() >= 5
+    z_in = zarr.zeros(sample.image.shape, chunks=(50, 50), dtype=sample.image.dtype)
+    z_in[:] = sample.image
+    z_out = zarr.zeros(sample.image.shape, chunks=(64, 64), dtype="uint32")
+    assert seg.generate(z_in, out=z_out) is z_out
+    assert np.array_equal(z_out[:], ref)
+    limits = tiled.image_contrast_limits(sample.image)
+    asked = []
+
+    def features(i):
+        asked.append(i)
+        ys, xs = grid[i].outer_slices
+        return seg.transform.encode(to_uint8_rgb(sample.image[ys, xs], limits))
+
+    assert np.array_equal(seg.generate(sample.image, tile_features=features), ref)
+    assert asked == list(range(4))
+
+
+@pytest.mark.parametrize("shape,dtype", [((1300, 900), np.uint16), ((700, 800, 4), np.float32), ((50, 60, 1), np.int16)])
+def test_whole_image_contrast_limits_equal_the_one_image_rule(shape, dtype, monkeypatch):
+    rng = np.random.default_rng(0)
+    image = (rng.gamma(2.0, 300.0, size=shape)).astype(dtype)
+    if dtype == np.float32:
+        image[5, :40] = np.nan
+    monkeypatch.setattr(tiled, "_BAND_PIXELS", 100_000)  # many bands
+    squeezed = image[..., :3] if image.ndim == 3 and shape[-1] == 4 else image
+    expected = robust_limits(squeezed[..., 0] if squeezed.ndim == 3 and squeezed.shape[-1] == 1 else squeezed)
+    assert tiled.image_contrast_limits(image) == expected
+    assert tiled.image_contrast_limits(np.zeros(shape, np.uint8)) == (0.0, 255.0)
