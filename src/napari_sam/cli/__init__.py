@@ -3,7 +3,7 @@
     napari-sam models [list] | download NAME | verify [NAME]
     napari-sam embed  INPUT... (-o STORE.zarr | --output-dir DIR | --embeddings-cache)
     napari-sam segment INPUT... (-o OUT.tif|.zarr | --output-dir DIR) (--prompts FILE | --auto)
-    napari-sam track  INPUT -o OUT.tif|.zarr --tracks TRACKS.csv [--prompts FILE]
+    napari-sam track  INPUT -o OUT.tif|.zarr --tracks TRACKS.csv [--prompts FILE] [--ctc DIR] [--geff PATH]
     napari-sam demo   [--sample timelapse|nuclei_2d|nuclei_3d] [--headless DIR]
 
 Thin commands over :mod:`napari_sam.app` (the same rules as the widget: prompt -> best mask,
