@@ -78,3 +78,10 @@ def staged(path, overwrite: bool, recognise: Recognise, kind: str, fill: Callabl
         pending.abort()
         raise
     return pending
+
+
+def committed(pending: PendingFolder, lineage):
+    """Commit a staged export now; its lineage (what ``write_ctc`` / ``write_geff`` return)."""
+    pending.commit()
+    return lineage
+

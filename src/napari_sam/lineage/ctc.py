@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import PendingFolder, staged
+from ._files import PendingFolder, committed, staged
 from .model import Lineage
 from .regions import check_labels_frame, present_labels
 
@@ -68,9 +68,7 @@ def stage_ctc(path, frames: Sequence, parents: Mapping[int, int] | None = None, 
 def write_ctc(path, frames: Sequence, parents: Mapping[int, int] | None = None, *,
               overwrite: bool = False) -> Lineage:
     """:func:`stage_ctc` and commit: the CTC folder ``path`` appears complete or not at all."""
-    pending, lineage = stage_ctc(path, frames, parents, overwrite=overwrite)
-    pending.commit()
-    return lineage
+    return committed(*stage_ctc(path, frames, parents, overwrite=overwrite))
 
 
 def read_tracks(path) -> Lineage:

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ._files import PendingFolder, staged
+from ._files import PendingFolder, committed, staged
 from .model import Lineage
 from .regions import check_labels_frame, region_stats
 
@@ -124,6 +124,4 @@ def stage_geff(path, frames: Sequence, parents: Mapping[int, int] | None = None,
 def write_geff(path, frames: Sequence, parents: Mapping[int, int] | None = None, *,
                overwrite: bool = False) -> Lineage:
     """:func:`stage_geff` and commit: the GEFF ``path`` appears complete or not at all."""
-    pending, lineage = stage_geff(path, frames, parents, overwrite=overwrite)
-    pending.commit()
-    return lineage
+    return committed(*stage_geff(path, frames, parents, overwrite=overwrite))

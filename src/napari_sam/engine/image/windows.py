@@ -43,26 +43,13 @@ def prompt_extent(points=None, box=None) -> tuple[float, float, float, float]:
 def margin(extent, window: Window, image_shape) -> float:
     """Least distance (px) from ``extent`` to an edge of ``window`` that is not on the image
     border (``inf`` when every edge is); negative when the extent sticks out of the window."""
-    ey0, ey1, ex0, ex1 = extent
-    wy0, wy1, wx0, wx1 = window
-    ih, iw = image_shape
     sides = []
-    if wy0 > 0:
-        sides.append(ey0 - wy0)
-    elif ey0 < wy0:
-        sides.append(ey0 - wy0)
-    if wy1 < ih:
-        sides.append(wy1 - 1 - ey1)
-    elif ey1 > wy1 - 1:
-        sides.append(wy1 - 1 - ey1)
-    if wx0 > 0:
-        sides.append(ex0 - wx0)
-    elif ex0 < wx0:
-        sides.append(ex0 - wx0)
-    if wx1 < iw:
-        sides.append(wx1 - 1 - ex1)
-    elif ex1 > wx1 - 1:
-        sides.append(wx1 - 1 - ex1)
+    for (e0, e1), (w0, w1), size in (((extent[0], extent[1]), (window[0], window[1]), image_shape[0]),
+                                     ((extent[2], extent[3]), (window[2], window[3]), image_shape[1])):
+        if w0 > 0 or e0 < w0:  # an inner edge, or the extent sticks out past the border
+            sides.append(e0 - w0)
+        if w1 < size or e1 > w1 - 1:
+            sides.append(w1 - 1 - e1)
     return min(sides) if sides else math.inf
 
 

@@ -33,11 +33,10 @@ from ..frames import as_frame_stack
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
 from .projection_cache import ProjectionCache, prune
-from ..image.prompts import check_box, check_points
+from .checks import frame_index, pass_frames, prompt_args, propagate_args
 from .features import FrameFeatures
 from .state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
 
-DIRECTIONS = ("forward", "backward", "both")
 
 
 class VideoSession:
@@ -131,13 +130,7 @@ class VideoSession:
         ``False`` appends the clicks (a box always replaces).
         """
         self._check_open()
-        t = self._frame_index(frame)
-        pts, lab = check_points(points, labels, self.frame_shape)
-        b = check_box(box, self.frame_shape)
-        if pts is None and b is None:
-            raise ValueError("give points (with labels) or a box")
-        if b is not None and not clear:
-            raise ValueError("a box replaces the frame's prompts: use clear=True")
+        t, pts, lab, b = prompt_args(frame, points, labels, box, clear, self.frame_shape, self.num_frames)
         obj = self._object(obj_id, create=True)
         coords = torch.zeros(0, 2) if pts is None else torch.tensor(pts, dtype=torch.float32)
         labs = torch.zeros(0, dtype=torch.int32) if lab is None else torch.tensor(lab, dtype=torch.int32)
@@ -269,12 +262,7 @@ class VideoSession:
         without prompts is no longer tracked nor listed; with none left the run just ends.
         """
         self._check_open()
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        if start is not None:
-            start = self._frame_index(start)
-        if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames < 0):
-            raise ValueError(f"max_frames must be a non-negative int, got {max_frames!r}")
+        start, max_frames = propagate_args(direction, start, max_frames, self.num_frames)
         self._consolidate()
         if start is None:
             start = min(t for o in self._objects.values() for t in o.cond)
@@ -284,12 +272,7 @@ class VideoSession:
     def _propagate(self, passes, start, max_frames):
         limit = self.num_frames if max_frames is None else int(max_frames)
         for reverse in passes:
-            if reverse:
-                end = max(start - limit, 0)
-                order = range(start, end - 1, -1) if start > 0 else range(0)
-            else:
-                end = min(start + limit, self.num_frames - 1)
-                order = range(start, end + 1)
+            order = pass_frames(reverse, start, limit, self.num_frames)
             for t in order:
                 if self._closed or not any(o.cond for o in self._objects.values()):
                     return  # the last tracked object went away between two frames
@@ -384,11 +367,7 @@ class VideoSession:
             raise ValueError("this VideoSession is closed: make a new one")
 
     def _frame_index(self, frame) -> int:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise ValueError(f"frame index must be an int, got {frame!r}")
-        if not 0 <= int(frame) < self.num_frames:
-            raise ValueError(f"frame index {int(frame)} out of range: the stack has {self.num_frames} frame(s)")
-        return int(frame)
+        return frame_index(frame, self.num_frames)
 
     @staticmethod
     def _norm_id(obj_id):

@@ -36,7 +36,7 @@ import warnings
 import numpy as np
 
 from ..frames import as_frame_stack
-from ..image.prompts import check_box, check_points
+from .checks import frame_index, prompt_args
 from .tiled_parts import OUTSIDE, MaskRecord, Placement, PointsRecord, TileEmbeddings, TileFrames, same_grid
 from .tiled_run import TiledPropagation
 
@@ -127,13 +127,7 @@ class TiledVideoSession(TiledPropagation):
     def add_prompts(self, frame, obj_id, points=None, labels=None, box=None, clear=True) -> np.ndarray:
         """As :meth:`VideoSession.add_prompts`, in image pixels; (H, W) logits at full size."""
         self._check_open()
-        t = self._frame_index(frame)
-        pts, lab = check_points(points, labels, self.frame_shape)
-        b = check_box(box, self.frame_shape)
-        if pts is None and b is None:
-            raise ValueError("give points (with labels) or a box")
-        if b is not None and not clear:
-            raise ValueError("a box replaces the frame's prompts: use clear=True")
+        t, pts, lab, b = prompt_args(frame, points, labels, box, clear, self.frame_shape, self.num_frames)
         key = self._new_key(obj_id)
         old = self._prompts.get(key, {}).get(t)
         if not clear and isinstance(old, PointsRecord) and pts is not None:
@@ -292,11 +286,7 @@ class TiledVideoSession(TiledPropagation):
             raise ValueError("this VideoSession is closed: make a new one")
 
     def _frame_index(self, frame) -> int:
-        if isinstance(frame, bool) or not isinstance(frame, (int, np.integer)):
-            raise ValueError(f"frame index must be an int, got {frame!r}")
-        if not 0 <= int(frame) < self.num_frames:
-            raise ValueError(f"frame index {int(frame)} out of range: the stack has {self.num_frames} frame(s)")
-        return int(frame)
+        return frame_index(frame, self.num_frames)
 
     def __repr__(self) -> str:
         return (f"VideoSession({self.num_frames} frames of {self.frame_shape}, {len(self._home)} object(s) "

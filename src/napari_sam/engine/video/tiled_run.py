@@ -8,9 +8,9 @@ from collections.abc import Iterator
 
 import numpy as np
 
+from .checks import pass_frames, propagate_args
 from .tiled_parts import OUTSIDE, MaskRecord
 
-DIRECTIONS = ("forward", "backward", "both")
 
 
 class TiledPropagation:
@@ -27,12 +27,7 @@ class TiledPropagation:
         ``((y0, y1, x0, x1), logits (h, w) float32)``: object ``i``'s tile window and its
         logits there (``OUTSIDE`` everywhere else)."""
         self._check_open()
-        if direction not in DIRECTIONS:
-            raise ValueError(f"direction must be one of {DIRECTIONS}, got {direction!r}")
-        if start is not None:
-            start = self._frame_index(start)
-        if max_frames is not None and (not isinstance(max_frames, (int, np.integer)) or max_frames < 0):
-            raise ValueError(f"max_frames must be a non-negative int, got {max_frames!r}")
+        start, max_frames = propagate_args(direction, start, max_frames, self.num_frames)
         if not self._home:
             raise ValueError("no objects yet: add prompts first")
         self._place_waiting()
@@ -67,12 +62,8 @@ class TiledPropagation:
 
     def _run(self, passes, start: int, limit: int, first: dict):
         for n, reverse in enumerate(passes):
-            if reverse:
-                end = max(start - limit, 0)
-                order = range(start, end - 1, -1) if start > 0 else range(0)
-            else:
-                end = min(start + limit, self.num_frames - 1)
-                order = range(start, end + 1)
+            order = pass_frames(reverse, start, limit, self.num_frames)
+            end = order[-1] if len(order) else start  # the pass's last frame
             runs = first if n == 0 else self._start_pass(reverse, start, limit)
             step = -1 if reverse else 1
             try:

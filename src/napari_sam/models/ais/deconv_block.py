@@ -11,18 +11,12 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
-from .upsampler import upsampler
+from .upsampler import Wrapped, upsampler
 
 
-class Conv3x3(nn.Module):
+def Conv3x3(in_channels: int, out_channels: int) -> nn.Module:  # noqa: N802  (a layer, named as one)
     """A 3x3 convolution, wrapped as torch_em's ``SingleConv2DBlock`` (attribute ``block``)."""
-
-    def __init__(self, in_channels: int, out_channels: int) -> None:
-        super().__init__()
-        self.block = nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1)
-
-    def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
+    return Wrapped(nn.Conv2d(in_channels, out_channels, kernel_size=3, padding=1))
 
 
 class DeconvBlock(nn.Module):

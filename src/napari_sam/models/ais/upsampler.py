@@ -22,13 +22,20 @@ class InterpolateUp(nn.Module):
         return self.conv(F.interpolate(x, scale_factor=2, mode="bilinear", align_corners=False))
 
 
-class TransposeUp(nn.Module):
-    def __init__(self, in_channels: int, out_channels: int) -> None:
+class Wrapped(nn.Module):
+    """One layer held as ``block`` (torch_em's single-layer blocks: the key names ``.block.*``)."""
+
+    def __init__(self, layer: nn.Module) -> None:
         super().__init__()
-        self.block = nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2)
+        self.block = layer
 
     def forward(self, x: Tensor) -> Tensor:
         return self.block(x)
+
+
+def TransposeUp(in_channels: int, out_channels: int) -> nn.Module:  # noqa: N802  (a layer, named as one)
+    """torch_em's ``SingleDeconv2DBlock``: a 2x2 stride-2 transposed convolution as ``block``."""
+    return Wrapped(nn.ConvTranspose2d(in_channels, out_channels, kernel_size=2, stride=2))
 
 
 def upsampler(in_channels: int, out_channels: int, transposed: bool) -> nn.Module:
