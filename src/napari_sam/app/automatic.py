@@ -5,6 +5,12 @@ reading features from an embedding store when there is one (a frame is never enc
 
 ``progress(done, total)`` callbacks run in the caller's thread; raising from one stops the run
 (the widget's Cancel).
+
+Tiles (``tile_shape`` / ``halo``, micro-sam's meaning, see
+:mod:`napari_sam.engine.image.tiling`): the segmenter segments tile by tile (progress per
+tile); a tiled store's features are read per tile. The tracker takes the tiling only once
+:class:`~napari_sam.engine.auto.tracking.AutoTracker` does (:func:`tracker_takes_tiles`);
+until then a tiled tracking run is refused (:func:`check_tracker_tiling`).
 """
 
 from __future__ import annotations
@@ -28,48 +34,92 @@ def auto_params(model, params=None, **changes):
     return AutomaticParams.for_model(model, **{**(params or {}), **changes})
 
 
-def make_segmenter(model, params=None, **changes):
-    """An :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` with :func:`auto_params`."""
+def make_segmenter(model, params=None, tile_shape=None, halo=None, **changes):
+    """An :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` with :func:`auto_params`
+    and the tiling ``tile_shape`` / ``halo`` (None: the whole image)."""
     from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
-    return AutomaticSegmenter(model, auto_params(model, params, **changes))
+    params = auto_params(model, params, **changes)
+    if tile_shape is None and halo is None:
+        return AutomaticSegmenter(model, params)
+    return AutomaticSegmenter(model, params, tile_shape=tile_shape, halo=halo)
+
+
+def stored_features(store, t: int) -> dict:
+    """``generate`` keywords reading frame ``t``'s features from ``store``: ``features=`` for an
+    untiled store, ``tile_features=`` (tile index -> features) for a tiled one."""
+    t = int(t)
+    if getattr(store, "grid", None) is None:
+        return {"features": store.get(t)}
+    return {"tile_features": lambda i: store.get(t, tile=int(i))}
 
 
 def segment_stored_frame(segmenter, store, t: int, progress: Progress | None = None) -> np.ndarray:
     """Segment everything on frame ``t`` of an EmbeddingStore's frames: its stored features and
-    contrast limits. (H, W) int32 labels 1..n."""
-    feats = store.get(int(t))
-    return segmenter.generate(store.frames[int(t)], contrast_limits=store.contrast_limits, features=feats,
-                              progress=progress)
+    contrast limits. (H, W) int32 labels 1..n. A tiled store needs a segmenter of the same
+    tiling; its frame is read one tile window at a time."""
+    if getattr(store, "grid", None) is not None:
+        from napari_sam.engine.image.tiled import FrameView
+
+        frame = FrameView(store.frames, int(t))
+    else:
+        frame = store.frames[int(t)]
+    return segmenter.generate(frame, contrast_limits=store.contrast_limits, progress=progress,
+                              **stored_features(store, t))
+
+
+def tracker_takes_tiles() -> bool:
+    """Whether :class:`~napari_sam.engine.auto.tracking.AutoTracker` takes ``tile_shape`` / ``halo``."""
+    import inspect
+
+    from napari_sam.engine.auto.tracking import AutoTracker
+
+    params = inspect.signature(AutoTracker.__init__).parameters
+    return "tile_shape" in params and "halo" in params
+
+
+NO_TILED_TRACKING = ("tracking everything on tiles is not available yet (the automatic tracker does not take "
+                     "a tiling): track without tiles")
+
+
+def check_tracker_tiling(tile_shape, halo) -> None:
+    """ValueError when a tiling is asked of a tracker that cannot take one (not yet)."""
+    if (tile_shape is not None or halo is not None) and not tracker_takes_tiles():
+        raise ValueError(NO_TILED_TRACKING)
 
 
 def make_tracker(model, segmenter=None, tracking=None, store=None, contrast_limits=None,
-                 progress: Progress | None = None, detect=None):
+                 progress: Progress | None = None, detect=None, tile_shape=None, halo=None):
     """An :class:`~napari_sam.engine.auto.tracking.AutoTracker` whose detector is ``detect``
     (``(t, frame) -> labels``) or ``segmenter`` (default :func:`make_segmenter`) on the frame,
     with ``store``'s features when a store is given and ``progress`` passed to every detection
-    (so raising there stops a long one). ``tracking``: TrackingParams (or None: defaults)."""
+    (so raising there stops a long one). ``tracking``: TrackingParams (or None: defaults).
+    ``tile_shape`` / ``halo``: given to the tracker (ValueError while it takes none, see
+    :func:`check_tracker_tiling`); the default segmenter gets them too."""
     from napari_sam.engine.auto.tracking import AutoTracker
 
-    seg = segmenter if segmenter is not None else make_segmenter(model)
+    check_tracker_tiling(tile_shape, halo)
+    seg = segmenter if segmenter is not None else make_segmenter(model, tile_shape=tile_shape, halo=halo)
     limits = contrast_limits if contrast_limits is not None else (None if store is None else store.contrast_limits)
     if detect is None:
         def detect(t, frame):
-            feats = None if store is None else store.get(int(t))
-            return seg.generate(frame, contrast_limits=limits, features=feats, progress=progress)
+            feats = {} if store is None else stored_features(store, t)
+            return seg.generate(frame, contrast_limits=limits, progress=progress, **feats)
 
-    return AutoTracker(model, tracking, detect=detect, segmenter=seg)
+    tiles = {} if tile_shape is None and halo is None else {"tile_shape": tile_shape, "halo": halo}
+    return AutoTracker(model, tracking, detect=detect, segmenter=seg, **tiles)
 
 
-def prompt_detector(model, prompts: dict[int, dict], contrast_limits):
+def prompt_detector(model, prompts: dict[int, dict], contrast_limits, tile_shape=None, halo=None):
     """A tracker detector giving the prompted objects of ``prompts`` (``{frame: {id: prompt}}``,
     as :func:`napari_sam.io.read_prompts` reads them) on their frames, ids 1..n in id order
-    (the tracker gives them track ids), nothing elsewhere."""
+    (the tracker gives them track ids), nothing elsewhere. ``tile_shape`` / ``halo``: the
+    predictor's tiling."""
     from napari_sam.engine.image.predictor import ImagePredictor
 
     from .prompt_mask import segment_objects
 
-    pred = ImagePredictor(model)
+    pred = ImagePredictor(model, tile_shape=tile_shape, halo=halo)
 
     def detect(t, frame):
         objects = prompts.get(int(t), {})

@@ -7,6 +7,11 @@ an :class:`ImagePredictor` for single images and slice-by-slice models, and a
 :class:`VideoSession` for stacks a SAM 2 model tracks. Every engine call takes ``lock`` (an
 ``RLock``), so a worker thread's long run and a click's preview interleave frame by frame.
 No Qt, no napari: the widget adapts layers to keys and frames and writes the results.
+
+A session holds one tiling (``tile_shape`` / ``halo``, micro-sam's meaning, in image pixels;
+None: whole frames; ``"auto"``: from the frames and the model), given to every store, predictor
+and VideoSession it opens; :meth:`StackSession.set_tiling` changes it (and drops what was opened
+for the old one: stores of another tiling live in other folders, nothing is deleted).
 """
 
 from __future__ import annotations
@@ -40,7 +45,8 @@ class StackSession:
     image, read lazily; a bare array is ``{(): frames}``) and ``model``. ``cache_root``: where
     stores go (default the shared cache, :func:`~.store_location.embeddings_root`)."""
 
-    def __init__(self, model, stacks, cache_root: Path | None = None, divisions: bool = True):
+    def __init__(self, model, stacks, cache_root: Path | None = None, divisions: bool = True,
+                 tile_shape=None, halo=None):
         from napari_sam.engine.frames import as_frame_stack
 
         self.model = model
@@ -66,17 +72,54 @@ class StackSession:
         self.first_free_id = None
         self._found: dict = {}
         self._top_id = 0
+        self.tile_shape = self.halo = None
+        self.set_tiling(tile_shape, halo)
 
     @property
     def cache_root(self) -> Path:
         return self.locator.root
 
+    # ------------------------------------------------------------------ tiles
+    def set_tiling(self, tile_shape=None, halo=None) -> None:
+        """Use this tiling from now on (ValueError for bad values, nothing changed then). The
+        stores, predictor and VideoSessions of the old tiling are let go: prompts start afresh."""
+        for frames in self.frames.values():  # refuse bad values for every stack before changing
+            self.locator.grid(frames, tile_shape, halo)
+        with self.lock:
+            if (tile_shape, halo) == (self.tile_shape, self.halo):
+                return
+            self.tile_shape, self.halo = tile_shape, halo
+            for sess in self._sessions.values():
+                sess.close()
+            self._sessions.clear()
+            self._stores.clear()
+            self._predictor = self._predictor_on = None
+
+    def grid(self, key=()):
+        """The :class:`~napari_sam.engine.image.tiling.TileGrid` of stack ``key``'s frames (None: whole frames)."""
+        return self.locator.grid(self.frames[key], self.tile_shape, self.halo)
+
+    def tiling_text(self, key=()) -> str:
+        """"16 tiles (4 x 4) of 192 x 192 px, halo 32 x 32 px", or "whole image"."""
+        grid = self.grid(key)
+        return "whole image" if grid is None else grid.describe()
+
+    def tiles_per_frame(self, key=()) -> int:
+        grid = self.grid(key)
+        return 1 if grid is None else len(grid)
+
+    def _tiles(self) -> dict:
+        """The tiling keywords for the engine (none when untiled)."""
+        if self.tile_shape is None and self.halo is None:
+            return {}
+        return {"tile_shape": self.tile_shape, "halo": self.halo}
+
     # ------------------------------------------------------------------ stores
     def store(self, key=()):
-        """The stack's EmbeddingStore (opened or created on first use)."""
+        """The stack's EmbeddingStore of the session's tiling (opened or created on first use)."""
         with self.lock:
             if key not in self._stores:
-                self._stores[key] = self.locator.open(self.frames[key])
+                self._stores[key] = self.locator.open(self.frames[key], **self._tiles())
             return self._stores[key]
 
     def embedded(self) -> tuple[int, Path | None]:
@@ -85,18 +128,33 @@ class StackSession:
         done = sum(len(s) - len(s.missing()) for s in stores)
         return done, (stores[0].path.parent if stores and stores[0].path else None)
 
+    def embedded_tiles(self) -> tuple[int, int]:
+        """(tiles embedded so far, tiles in all) over the stores opened so far; an untiled
+        store counts its frames."""
+        done = total = 0
+        for s in list(self._stores.values()):
+            n = len(s) * (1 if s.grid is None else len(s.grid))
+            total += n
+            done += n - len(s.missing_tiles())
+        return done, total
+
     def precompute_iter(self) -> Iterator[tuple[int, int]]:
-        """Embed every frame of every stack; yields (done, total) first and after each frame."""
+        """Embed every frame of every stack; yields (done, total) first and after each frame
+        (tiled: after each tile, counting tiles). Stopping keeps what is done."""
         stores = [self.store(k) for k in self.frames]
-        total = sum(len(s) for s in stores)
-        done = sum(len(s) - len(s.missing()) for s in stores)
+        todo = [(s, s.missing_tiles()) for s in stores]
+        total = sum(len(s) * (1 if s.grid is None else len(s.grid)) for s in stores)
+        done = total - sum(len(m) for _, m in todo)
         yield done, total
-        for s in stores:
-            for t in s.missing():
+        for s, missing in todo:
+            for t, i in missing:
                 if self.closed:
                     return
                 with self.lock:
-                    s.get(t)  # encodes and stores the frame
+                    if s.grid is None:
+                        s.get(t)  # encodes and stores the frame
+                    else:
+                        s.get(t, tile=i)  # encodes and stores the tile
                 done += 1
                 yield done, total
 
@@ -107,7 +165,8 @@ class StackSession:
             if key not in self._sessions:
                 from napari_sam.engine.video.session import VideoSession
 
-                self._sessions[key] = VideoSession(self.model, self.frames[key], embeddings=self.store(key))
+                self._sessions[key] = VideoSession(self.model, self.frames[key], embeddings=self.store(key),
+                                                   **self._tiles())
             return self._sessions[key]
 
     def predict(self, key, frame: int, obj: int, prompt) -> tuple[np.ndarray, float | None]:
@@ -122,7 +181,7 @@ class StackSession:
             if self._predictor is None:
                 from napari_sam.engine.image.predictor import ImagePredictor
 
-                self._predictor = ImagePredictor(self.model)
+                self._predictor = ImagePredictor(self.model, **self._tiles())
             if self._predictor_on != (key, frame):
                 self._predictor.set_frame(self.store(key), frame)
                 self._predictor_on = (key, frame)
@@ -195,7 +254,7 @@ class StackSession:
         with self.lock:
             if self.closed:
                 return None
-            seg = automatic.make_segmenter(self.model, params)
+            seg = automatic.make_segmenter(self.model, params, **self._tiles())
             return automatic.segment_stored_frame(seg, self.store(key), frame, progress)
 
     def track_everything(self, key=(), params=None, tracking=None, progress=None, stop=None):
@@ -205,10 +264,12 @@ class StackSession:
         to every detection (raise there to stop a long one)."""
         if not self.video:
             raise ValueError(no_tracking("Track everything"))
+        tiles = self._tiles() if self.grid(key) is not None else {}  # "auto" on small frames: none
+        automatic.check_tracker_tiling(tiles.get("tile_shape"), tiles.get("halo"))
         with self.lock:
             store = self.store(key)
-            seg = automatic.make_segmenter(self.model, params)
-            tracker = automatic.make_tracker(self.model, seg, tracking, store=store, progress=progress)
+            seg = automatic.make_segmenter(self.model, params, **tiles)
+            tracker = automatic.make_tracker(self.model, seg, tracking, store=store, progress=progress, **tiles)
             steps = tracker.run(self.frames[key], embeddings=store, contrast_limits=store.contrast_limits)
         try:
             while not (self.closed or (stop is not None and stop())):

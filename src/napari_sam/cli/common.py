@@ -84,16 +84,34 @@ def check_folder_target(path: Path, overwrite: bool, recognise, kind: str) -> No
                          "choose another path or remove it yourself")
 
 
-def cached_stores(args, models, model_spec, inputs) -> list[str | None]:
+def tile_kwargs(tiles) -> dict:
+    """``tile_shape=`` / ``halo=`` for the engine from ``(tile_shape, halo)`` (none when untiled)."""
+    tile, halo = tiles
+    return {} if tile is None and halo is None else {"tile_shape": tile, "halo": halo}
+
+
+def input_grid(tiles, frames, model):
+    """The :class:`~napari_sam.engine.image.tiling.TileGrid` ``tiles`` give ``frames`` with
+    ``model`` (None: whole frames); a ValueError for values that do not fit these frames."""
+    from ..app.store_location import StoreLocator
+
+    try:
+        return StoreLocator(model).grid(frames, *tiles)
+    except ValueError as err:
+        raise ValueError(f"--tile / --halo: {err}") from None
+
+
+def cached_stores(args, models, model_spec, inputs, tiles=(None, None)) -> list[str | None]:
     """Per input, the store to read / fill: ``--embeddings`` (one input), the shared cache's
-    store of that input (``--embeddings-cache``, found by the widget's rule), or None."""
+    store of that input with that tiling (``--embeddings-cache``, found by the widget's rule),
+    or None."""
     if getattr(args, "embeddings_cache", False):
         from ..app.store_location import StoreLocator
 
         locator = StoreLocator(models.get(model_spec))
         paths = []
         for src in inputs:
-            path = locator.path(src.open()[0])
+            path = locator.path(src.open()[0], *tiles)
             path.parent.mkdir(parents=True, exist_ok=True)
             paths.append(str(path))
         return paths
@@ -101,8 +119,9 @@ def cached_stores(args, models, model_spec, inputs) -> list[str | None]:
     return [store if len(inputs) == 1 else None for _ in inputs]
 
 
-def limits(args, frames, store=None, model=None):
-    """``--contrast-limits``, else those an existing ``store`` recorded, else one estimate for the stack."""
+def limits(args, frames, store=None, model=None, tiles=(None, None)):
+    """``--contrast-limits``, else those an existing ``store`` (of that tiling) recorded, else one
+    estimate for the stack."""
     if args.contrast_limits:
         return tuple(args.contrast_limits)
     if store is not None and model is not None:
@@ -111,7 +130,7 @@ def limits(args, frames, store=None, model=None):
         if written_by_napari_sam(store, "embeddings"):
             from ..engine.store.embedding_store import EmbeddingStore
 
-            return tuple(float(v) for v in EmbeddingStore(store, model, frames).contrast_limits)
+            return tuple(float(v) for v in EmbeddingStore(store, model, frames, **tile_kwargs(tiles)).contrast_limits)
     from ..engine.frames import as_frame_stack
     from ..engine.image.preprocess import estimate_contrast_limits
 

@@ -8,6 +8,12 @@ EXIT_BAD_INPUT = 2
 
 EPILOG = ("Memory: the command tunes the C allocator of its own process to keep freed buffers for the "
           "next frame (napari_sam.engine.malloc_tuning; NAPARI_SAM_MALLOC_TUNING=0 turns it off).")
+TILING_HELP = ("Tiles (micro-sam's tile_shape and halo, in image pixels): the image is cut into a grid of "
+               "tiles, each tile is its core of H x W px plus the halo on each side, and each tile with its "
+               "halo is embedded on its own at the model's input size, so a large image is seen at its own "
+               "pixel size (without tiles it is shrunk to the model's input). A tile must be at least 32 px "
+               "and the halo at most half the tile; a tile larger than the image is clipped to it. Choose the "
+               "halo at least one object diameter.")
 CACHE_HELP = ("the embedding store the widget uses for this data and model (in <napari-sam cache>/embeddings; "
               "$NAPARI_SAM_CACHE moves it): one the widget made is reused, a missing one is made")
 
@@ -27,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     emb = sub.add_parser("embed", help="precompute the image-encoder features (an EmbeddingStore)", epilog=EPILOG)
     _common(emb, cache=True)
+    _tiling(emb, "the store holds one chunk per frame and tile; a store made with other tiles is refused")
 
     seg = sub.add_parser("segment", help="segment from prompts or everything; writes labels", epilog=EPILOG)
     _common(seg)
@@ -34,6 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
     how.add_argument("--prompts", help="CSV or JSON prompt file (see docs/automatic.md)")
     how.add_argument("--auto", action="store_true", help="segment everything")
     _stores(seg)
+    _tiling(seg, "clicks and boxes are answered in the tile that holds them best; --auto segments tile by "
+            "tile and merges the masks across tile borders")
     _auto_options(seg)
 
     trk = sub.add_parser("track", help="track objects through a stack; labels + tracks CSV [+ CTC folder, GEFF]",
@@ -49,6 +58,8 @@ def build_parser() -> argparse.ArgumentParser:
     _stores(trk)
     trk.add_argument("--every", type=int, default=10, help="segment again every K frames for newcomers (0: never)")
     trk.add_argument("--match-iou", type=float, default=0.3, help="IoU that makes a detection an existing track")
+    _tiling(trk, "tracking tile by tile needs an automatic tracker that takes tiles (refused with a message "
+            "until it does)")
     _auto_options(trk)
 
     demo = sub.add_parser("demo", help="napari with a synthetic sample, every object segmented and tracked")
@@ -87,6 +98,44 @@ def _common(sp, cache: bool = False) -> None:
     sp.add_argument("--workers", type=int, default=1, help="local threads (default: %(default)s)")
     sp.add_argument("--frames-per-task", type=int, default=8, help="frames per dask task (default: %(default)s)")
     sp.add_argument("--quiet", action="store_true", help="no progress bars")
+
+
+def _tiling(sp, what: str) -> None:
+    g = sp.add_argument_group("tiles (large images)", f"{TILING_HELP} Here: {what}.")
+    g.add_argument("--tile", nargs="+", metavar=("H", "W"), help="tile core height and width in pixels (one number: "
+                   "square), or 'auto': windows of the model's input size (an image that fits one is not "
+                   "tiled). Default: no tiles (the whole image)")
+    g.add_argument("--halo", nargs="+", metavar=("H", "W"), help="overlap added on each side of every tile, in pixels "
+                   "(one number: both); with --tile only (default: 0, or auto's own with --tile auto)")
+
+
+def tiling(args) -> tuple:
+    """``(tile_shape, halo)`` from ``--tile`` / ``--halo``: ``(None, None)`` (no tiles), ``("auto",
+    halo or None)`` or ``((h, w), (h, w))``. Bad values are a ValueError naming them (checked
+    before any work, also against the size limits of every tiling)."""
+    from ..engine.image.tiling import resolve_tiling
+
+    tile = _pixels(getattr(args, "tile", None), "--tile", allow_auto=True)
+    halo = _pixels(getattr(args, "halo", None), "--halo")
+    if tile is None and halo is not None:
+        raise ValueError(f"--halo {' '.join(args.halo)} needs --tile H W (or --tile auto)")
+    try:
+        resolve_tiling(tile, halo, (1, 1), 1024)  # the limits that hold whatever the image
+    except ValueError as err:
+        raise ValueError(f"--tile / --halo: {err}") from None
+    return tile, halo
+
+
+def _pixels(values, flag: str, allow_auto: bool = False):
+    if values is None:
+        return None
+    if allow_auto and len(values) == 1 and values[0].lower() == "auto":
+        return "auto"
+    if len(values) not in (1, 2) or not all(v.strip().isdigit() for v in values):
+        want = "H W, one number or 'auto'" if allow_auto else "H W or one number"
+        raise ValueError(f"{flag} {' '.join(values)}: give {want} (whole pixels)")
+    h, w = (int(v) for v in (values * 2)[:2])
+    return (h, w)
 
 
 def _stores(sp) -> None:

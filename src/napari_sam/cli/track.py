@@ -7,9 +7,19 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from .common import cached_stores, check_folder_target, check_paths, frame_hw, limits, progress, specs
-from .embed import fill_store
-from .parser import auto_changes
+from .common import (
+    cached_stores,
+    check_folder_target,
+    check_paths,
+    frame_hw,
+    input_grid,
+    limits,
+    progress,
+    specs,
+    tile_kwargs,
+)
+from .embed import fill_store, fill_tiled_store
+from .parser import auto_changes, tiling
 
 
 class WrittenFrames:
@@ -82,13 +92,17 @@ def stage_lineage(args, frames, parents) -> list:
 
 
 def cmd_track(args) -> int:
-    from ..app.automatic import make_segmenter, make_tracker, prompt_detector
+    from ..app.automatic import make_segmenter, make_tracker, prompt_detector, tracker_takes_tiles
     from ..app.ids import table_rows
     from ..engine.auto.tracking import TrackingParams
     from ..io import InputError, LabelsWriter, check_target, commit_together, nothing_kept, read_prompts, write_csv
     from ..jobs import ModelCache, Runner, frame_count
     from ..lineage import TRACK_CSV_COLUMNS
 
+    tiles = tiling(args)
+    if tiles != (None, None) and not tracker_takes_tiles():
+        raise InputError("--tile: track does not take tiles yet (the automatic tracker has no tiling); run track "
+                         "without --tile / --halo (embed and segment take them)")
     model_spec, inputs = specs(args)
     if len(inputs) != 1 or not args.output:
         raise InputError("track takes one input and -o OUTPUT")
@@ -104,29 +118,35 @@ def cmd_track(args) -> int:
     n = frame_count(frames, axis)
     hw = frame_hw(frames, axis)
     models = ModelCache()
-    store = cached_stores(args, models, model_spec, inputs)[0]
+    store = cached_stores(args, models, model_spec, inputs, tiles)[0]
     if args.embeddings_cache:
         check_paths(args, writes + [("the cached embedding store", store)])
     model = models.get(model_spec)
-    lims = limits(args, frames, store, model)
+    grid = input_grid(tiles, frames, model) if tiles != (None, None) else None
+    tiled = tile_kwargs(tiles) if grid is not None else {}  # "auto" on small frames: no tiles
+    lims = limits(args, frames, store, model, tiles)
     if store:  # every frame's features once, in parallel, then tracking reads them
         runner = Runner(args.scheduler, args.workers, models=models)
         try:
-            fill_store(runner, model_spec, src, store, n, lims, args.quiet, args.frames_per_task)
+            if grid is None:
+                fill_store(runner, model_spec, src, store, n, lims, args.quiet, args.frames_per_task)
+            else:
+                fill_tiled_store(runner, model_spec, src, store, tiles, lims, args.quiet, args.frames_per_task,
+                                 f"embed ({len(grid)} tiles)")
         finally:
             runner.close()
     every, detect = args.every, None
     if args.prompts:
-        detect = prompt_detector(model, read_prompts(args.prompts, hw, n), lims)
+        detect = prompt_detector(model, read_prompts(args.prompts, hw, n), lims, **tiled)
         every = 1  # prompts on later frames add objects there
     opened = None
     if store:
         from ..engine.store.embedding_store import EmbeddingStore
 
-        opened = EmbeddingStore(store, model, frames, contrast_limits=lims)
-    tracker = make_tracker(model, make_segmenter(model, **auto_changes(args)),
+        opened = EmbeddingStore(store, model, frames, contrast_limits=lims, **tiled)
+    tracker = make_tracker(model, make_segmenter(model, **tiled, **auto_changes(args)),
                            TrackingParams(every=every, match_iou=args.match_iou), store=opened,
-                           contrast_limits=lims, detect=detect)
+                           contrast_limits=lims, detect=detect, **tiled)
     bar = progress(n, f"track {Path(src.path).name}", args.quiet)
     rows, parts = [], []
     wr = LabelsWriter(out, hw, n, axes=f"{axis}YX", overwrite=args.overwrite)

@@ -3,6 +3,8 @@
 Owns its controls. The progress bar and Cancel follow the widget's long-job lane (the
 runner reports progress here); *Compute embeddings* embeds every slice into the on-disk
 store (resumable, reused next time) and, with no model loaded, loads the default one first.
+On a tiled image (the "Tiles" section) it embeds tile by tile: the progress bar counts tiles
+and Cancel keeps the tiles done.
 """
 
 from __future__ import annotations
@@ -62,7 +64,9 @@ class EmbeddingsPanel(QGroupBox):
             state.set_status("Load a model and choose an image first.")
             return False
         runner = state.runner
-        total = int(np.prod([seg.geometry.shape[a] for a in seg.geometry.key_axes] or [1])) * seg.geometry.n_frames
+        slices = int(np.prod([seg.geometry.shape[a] for a in seg.geometry.key_axes] or [1])) * seg.geometry.n_frames
+        tiled = seg.grid(seg.geometry.stack_keys()[0]) is not None
+        total = slices * seg.tiles_per_frame(seg.geometry.stack_keys()[0])
 
         def on_yield(step):
             done, tot = step
@@ -70,10 +74,14 @@ class EmbeddingsPanel(QGroupBox):
 
         def done(_, aborted):
             embedded, where = seg.embedded()
+            if tiled:
+                embedded = seg.embedded_tiles()[0]
             self.embed_info.setText(("Cancelled: " if aborted else "")
-                                    + f"{embedded} / {total} slices embedded" + (f", cached in {where}" if where else ""))
+                                    + f"{embedded} / {total} {'tiles' if tiled else 'slices'} embedded"
+                                    + (f", cached in {where}" if where else ""))
 
-        ok = runner.submit_long(Job(seg.precompute_iter, on_yield=on_yield, on_done=done, total=total, desc="Embedding"))
+        desc = "Embedding tiles" if tiled else "Embedding"
+        ok = runner.submit_long(Job(seg.precompute_iter, on_yield=on_yield, on_done=done, total=total, desc=desc))
         if not ok:
             state.set_status(BUSY)
         return ok

@@ -50,6 +50,7 @@ class WidgetState(QObject):
     visibility_changed = Signal(str)  # "object k: not visible on slices ..." lines
     show_tracks = Signal(bool)  # ask for the Tracks layer on / off
     model_wanted = Signal(object)  # no model yet: load the default one, then call this back
+    tiling_changed = Signal()  # tile_shape / halo changed: the engine starts afresh with them
 
     def __init__(self, viewer, runner, ownership):
         super().__init__()
@@ -70,6 +71,17 @@ class WidgetState(QObject):
         self.absent: dict = {}  # (stack key, obj) -> frames where the object is not visible
         self.status_text = ""
         self.steps = OpenSteps()  # live undo steps of runs not yet committed
+        #: the tiling of the engine (micro-sam's tile_shape / halo, image pixels): None (whole
+        #: image), "auto" (from the image and the model) or (h, w); halo None or (h, w)
+        self.tile_shape = None
+        self.halo = None
+
+    # ------------------------------------------------------------------ tiles
+    def set_tiling(self, tile_shape=None, halo=None) -> None:
+        """Use this tiling (the widget rebuilds the engine: that image's embeddings start afresh)."""
+        if (tile_shape, halo) != (self.tile_shape, self.halo):
+            self.tile_shape, self.halo = tile_shape, halo
+            self.tiling_changed.emit()
 
     # ------------------------------------------------------------------ status
     def set_status(self, text: str) -> None:

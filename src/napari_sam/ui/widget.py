@@ -1,7 +1,7 @@
 """The "Segment Anything" dock widget: the panels, composed, and the viewer kept in step.
 
 Each panel owns its controls (:mod:`.model_panel`, :mod:`.layers_panel`,
-:mod:`.embeddings_panel`, :mod:`.objects_panel`, :mod:`.video_panel`,
+:mod:`.tiling_panel`, :mod:`.embeddings_panel`, :mod:`.objects_panel`, :mod:`.video_panel`,
 :mod:`.automatic_panel`) and talks to the others only through the shared
 :class:`~.state.WidgetState` and its signals. The widget builds the engine
 (:class:`~.segmenter.Segmenter`) for the chosen image / model / video axis, listens to the
@@ -31,6 +31,7 @@ from .objects_panel import ObjectsPanel
 from .previews import Previews
 from .segmenter import Segmenter
 from .state import ROLE, SOURCE, WidgetState  # noqa: F401  (ROLE / SOURCE: layer metadata keys)
+from .tiling_panel import TilingPanel
 from .video_panel import VideoPanel
 from .workers import JobRunner
 
@@ -72,6 +73,7 @@ class SamWidget(QWidget):
         self.loader = ModelLoader(self.state)
         self.model_panel = ModelPanel()
         self.layers = LayersPanel(self.state)
+        self.tiles = TilingPanel(self.state)  # off / auto / a size: how a large image is cut
         self.embeddings = EmbeddingsPanel(self.state)
         self.objects = ObjectsPanel(self.state)
         self.lineage = LineagePanel(self.state)  # before the video panel: its tracks draw the lineage found
@@ -91,7 +93,7 @@ class SamWidget(QWidget):
         lay = QVBoxLayout(inner)
         box = QGroupBox("Model")
         QVBoxLayout(box).addWidget(self.model_panel)
-        for panel in (box, self.layers, self.embeddings, self.objects, self.video, self.automatic, self.lineage):
+        for panel in (box, self.layers, self.tiles, self.embeddings, self.objects, self.video, self.automatic, self.lineage):
             lay.addWidget(panel)
         lay.addStretch(1)
         scroll = QScrollArea()
@@ -114,6 +116,7 @@ class SamWidget(QWidget):
         self.layers.labels_changed.connect(self._labels_changed)
         self.layers.prompt_layers_changed.connect(self._bind_layers)
         s.status_changed.connect(self.status.setText)
+        s.tiling_changed.connect(lambda *_: self._rebuild_segmenter())  # that image's embeddings afresh
         s.object_changed.connect(self._object_changed)
         s.polarity_changed.connect(lambda *_: self._apply_defaults())
         self.viewer.layers.events.removed.connect(self._layer_removed)
@@ -282,6 +285,7 @@ class SamWidget(QWidget):
             s.geometry = StackGeometry.of(image, self.layers.axis())
             if s.model is not None:
                 s.segmenter = Segmenter(s.model, image, s.geometry)
+                s.segmenter.set_tiling(s.tile_shape, s.halo)
                 s.segmenter.divisions = s.divisions
                 s.segmenter.first_free_id = _weak(s.next_free_object)  # daughters' ids: new to the layer
             self.ensure_layers()  # something to click in, model or not (the first click loads one)
