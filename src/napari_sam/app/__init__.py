@@ -5,7 +5,7 @@ Importing it is cheap (numpy only): the engine and torch load on first use.
 
 Sessions (:mod:`.session`) — the widget's engine state, one object per image layer and model:
 
-* ``StackSession(model, stacks, cache_root=None, divisions=True)``: ``stacks`` ``{key: frames}`` (a bare array:
+* ``StackSession(model, stacks, cache_root=None, divisions=True, tile_shape=None, halo=None)``: ``stacks`` ``{key: frames}`` (a bare array:
   ``{(): frames}``); ``.frames``, ``.n_frames``, ``.video`` (prompts are tracked), ``.lock``,
   ``.closed``; ``store(key)``, ``embedded()``, ``precompute_iter()``, ``session(key)``,
   ``predict(key, frame, obj, prompt) -> (mask, object score)``, ``forget(key, frame, obj)``,
@@ -13,7 +13,8 @@ Sessions (:mod:`.session`) — the widget's engine state, one object per image l
   ``segment_everything(key, frame, params, progress)``, ``track_everything(key, params,
   tracking, progress, stop)`` (a generator of ``(t, labels)`` returning the tracker), ``close()``;
   ``.divisions`` (Propagate splits a mask that falls in two), ``.first_free_id``, ``parents(key)``
-  (``{daughter: mother}`` found by Propagate; :mod:`.propagation`);
+  (``{daughter: mother}`` found by Propagate; :mod:`.propagation`); ``set_tiling(tile_shape, halo)``,
+  ``grid()``, ``tiling_text()``, ``tiles_per_frame()``, ``embedded_tiles()`` (tiles at the image's own pixels);
 * ``can_track(model, n_frames)``, ``no_tracking(action)`` (the message when it cannot).
 
 Prompt -> best mask (:mod:`.prompt_mask`): ``wants_multimask(points, box)``, ``best_mask(predictor,

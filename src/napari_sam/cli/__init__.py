@@ -1,9 +1,10 @@
 """``napari-sam``: the engine from the command line (see docs/automatic.md).
 
     napari-sam models [list] | download NAME | verify [NAME]
-    napari-sam embed  INPUT... (-o STORE.zarr | --output-dir DIR | --embeddings-cache)
-    napari-sam segment INPUT... (-o OUT.tif|.zarr | --output-dir DIR) (--prompts FILE | --auto)
+    napari-sam embed  INPUT... (-o STORE.zarr | --output-dir DIR | --embeddings-cache) [--tile H W|auto --halo H W]
+    napari-sam segment INPUT... (-o OUT.tif|.zarr | --output-dir DIR) (--prompts FILE | --auto) [--tile H W|auto --halo H W]
     napari-sam track  INPUT -o OUT.tif|.zarr --tracks TRACKS.csv [--prompts FILE] [--ctc DIR] [--geff PATH]
+                      [--tile H W|auto --halo H W]
     napari-sam demo   [--sample timelapse|nuclei_2d|nuclei_3d] [--headless DIR]
 
 Thin commands over :mod:`napari_sam.app` (the same rules as the widget: prompt -> best mask,

@@ -129,9 +129,10 @@ def changed_keys(old: dict[PromptKey, Prompt], new: dict[PromptKey, Prompt]) -> 
 
 
 def point_size(image_layer) -> float:
-    """A click marker about 1/50 of the image side, in the image's data units."""
+    """A click marker about 1/50 of the image side, in the image's data units, at most 12 px:
+    on a large image a bigger marker would hide the cells it is clicked on."""
     h, w = StackGeometry.of(image_layer, None if image_layer.ndim == 2 else 0).frame_hw
-    return float(max(3.0, max(h, w) / 50.0))
+    return float(min(12.0, max(3.0, max(h, w) / 50.0)))
 
 
 def new_points_layer(viewer, image_layer, name=None):
