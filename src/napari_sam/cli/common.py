@@ -62,26 +62,15 @@ def check_folder_target(path: Path, overwrite: bool, recognise, kind: str) -> No
     (:class:`napari_sam.lineage.PendingFolder`): its parent must exist; an existing non-empty
     folder is replaced only with ``overwrite`` and only when ``recognise(path)`` says it is a
     ``kind`` (returns None; else why not)."""
-    import os
-
     from ..io import InputError
+    from ..io.outputs import check_writable_parent
+    from ..lineage._files import check_folder
 
-    if not path.parent.is_dir():
-        raise InputError(f"{path.parent}: output folder does not exist")
-    if not os.access(path.parent, os.W_OK):
-        raise InputError(f"{path.parent}: no permission to write in this folder")
-    if not (path.exists() or path.is_symlink()):
-        return
-    if not path.is_dir():
-        raise InputError(f"{path}: exists and is not a folder; choose another path for the {kind}")
-    if not any(path.iterdir()):
-        return
-    if not overwrite:
-        raise InputError(f"{path}: folder exists and is not empty; use --overwrite to replace a {kind} there")
-    why = recognise(path)
-    if why is not None:
-        raise InputError(f"{path}: not replaced, it is not a {kind} ({why}); --overwrite replaces only a {kind}: "
-                         "choose another path or remove it yourself")
+    check_writable_parent(path)
+    try:
+        check_folder(path, overwrite, recognise, kind)
+    except FileExistsError as err:
+        raise InputError(str(err)) from None
 
 
 def tile_kwargs(tiles) -> dict:

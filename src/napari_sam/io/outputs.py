@@ -60,16 +60,22 @@ def _same_table(found: list[str], header: list[str]) -> bool:
     return found == header or strip(found) == strip(header)
 
 
+def check_writable_parent(path) -> None:
+    """Refuse an output whose folder does not exist or cannot be written, before any work."""
+    parent = Path(path).parent
+    if not parent.is_dir():
+        raise InputError(f"{parent}: output folder does not exist")
+    if not os.access(parent, os.W_OK):
+        raise InputError(f"{parent}: no permission to write in this folder")
+
+
 def check_target(path, kind: str, overwrite: bool, header=None, note: str = "") -> None:
     """Refuse an output path before any work: its folder must exist; an existing path is
     replaced only with ``overwrite`` and only when napari-sam wrote it (an empty folder too)."""
     p = Path(path)
     if kind == "labels" and p.suffix.lower() not in (".tif", ".tiff", ".zarr"):
         raise InputError(f"{p}: write labels as .tif/.tiff or .zarr")
-    if not p.parent.is_dir():
-        raise InputError(f"{p.parent}: output folder does not exist")
-    if not os.access(p.parent, os.W_OK):
-        raise InputError(f"{p.parent}: no permission to write in this folder")
+    check_writable_parent(p)
     if not (p.exists() or p.is_symlink()):
         return
     if not overwrite:

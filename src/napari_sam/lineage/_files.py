@@ -17,7 +17,9 @@ from ..io.outputs import remove_path
 Recognise = Callable[[Path], "str | None"]  # None: recognised; else why not
 
 
-def _check(target: Path, overwrite: bool, recognise: Recognise, kind: str) -> None:
+def check_folder(target: Path, overwrite: bool, recognise: Recognise, kind: str) -> None:
+    """Refuse replacing ``target`` unless it is absent, empty, or (with ``overwrite``) a ``kind``
+    that ``recognise`` knows (FileExistsError naming why)."""
     if not (target.exists() or target.is_symlink()):
         return
     if not target.is_dir():
@@ -39,7 +41,7 @@ class PendingFolder:
 
     def __init__(self, path, overwrite: bool, recognise: Recognise, kind: str):
         self.path, self.overwrite, self.recognise, self.kind = Path(path), overwrite, recognise, kind
-        _check(self.path, overwrite, recognise, kind)
+        check_folder(self.path, overwrite, recognise, kind)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.partial")
         if self.tmp.exists():  # left by a crashed run of this process id: ours by its name
@@ -48,7 +50,7 @@ class PendingFolder:
 
     def commit(self) -> None:
         try:
-            _check(self.path, self.overwrite, self.recognise, self.kind)
+            check_folder(self.path, self.overwrite, self.recognise, self.kind)
             if self.path.exists() or self.path.is_symlink():
                 old = self.path.with_name(f".{self.path.name}.{os.getpid()}.old")
                 remove_path(old)
