@@ -25,6 +25,7 @@ class LineageOracle:
         self.sliver = sliver_after_leaving
         self.cell: dict[int, int] = {}
         self.last_border: dict[int, tuple[int, int]] = {}
+        self.alone: set[int] = set()
         self.calls = []
 
     @property
@@ -42,6 +43,8 @@ class LineageOracle:
 
     def add_mask(self, t, obj_id, mask):
         labels, counts = np.unique(self.truth[t][mask], return_counts=True)
+        if obj_id in self.cell:  # re-prompted with one cell's mask: it follows that cell alone
+            self.alone.add(obj_id)
         self.cell[obj_id] = int(labels[np.argmax(counts)])
         self.calls.append(("add", t, obj_id))
 
@@ -50,7 +53,7 @@ class LineageOracle:
         self.calls.append(("remove", obj_id))
 
     def _mask(self, t, i):
-        m = np.isin(self.truth[t], self.family(self.cell[i]))
+        m = np.isin(self.truth[t], [self.cell[i]] if i in self.alone else self.family(self.cell[i]))
         if self.sliver:
             if m.any():
                 ys, xs = np.nonzero(m)
@@ -151,6 +154,19 @@ def test_a_mask_that_swallowed_a_neighbour_is_no_division(lookback, divides):
     assert bool(tracker.parents) is divides
     if not divides:
         assert ids_of(pred, truth, 1) == [1] * 10
+        # the split is still made (separate_rejected): the neighbour is a new object, no
+        # parent, from the first frame the mask covered it (4), not where the split was seen
+        assert ids_of(pred, truth, 5) == [3] * 6 and tracker.new_objects[3] == 4
+
+
+def test_a_rejected_split_left_whole_without_separate_rejected():
+    truth, lin = swallow_movie()
+    params = TrackingParams(every=0, min_area=10, separate_rejected=False)
+    tracker, pred, _ = track(truth, params, lin)
+    # one mask over two cells, under the mother's id, until the split is seen (and turned
+    # down) on frame 6; from then on only the mother's largest region stays
+    assert tracker.parents == {}
+    assert ids_of(pred, truth, 5)[:2] == [1, 1] and 3 not in tracker.new_objects
 
 
 def test_division_from_redetection_finds_the_exact_frame():

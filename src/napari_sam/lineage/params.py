@@ -23,11 +23,16 @@ class LineageParams:
       touching daughters until they part) can be moved back to the frame it happened; 0: a
       division is placed where the split is seen.
     * ``division_cover`` (0.75): on a held frame the mother's mask covered both daughters when
-      it is at least this share of their summed area (and elongated, below); a "division"
-      whose mother was under this share of its parts on the frame before is a mask that took
-      over a neighbour (a cell about to divide is as large as its daughters together): none.
+      it is at least this share of their summed area (and elongated, below); a division moved
+      back to a frame before which the mother was under this share of its parts is a mask
+      that took over a neighbour (a cell about to divide is as large as its daughters
+      together): none.
     * ``division_min_elongation`` (1.4): ... and its principal axes' ratio is at least this
       (two touching daughters side by side: ~2; a cell rounded up to divide: ~1).
+    * ``separate_rejected`` (True): a split turned down as a division (a mask that took
+      over a neighbour, a part under another track, two cells on every held frame) still
+      becomes two tracks: the mother keeps the part over its last mask, the other part is a
+      new object without parent (False: the mask stays one track over two cells).
     * ``max_gap`` (3 frames): a track missing for at most this many frames in a row can get
       its id back; longer, it has ended.
     * ``max_gap_distance`` (15 px): ... when it is found again within this distance of its
@@ -50,6 +55,7 @@ class LineageParams:
     division_lookback: int = 4
     division_cover: float = 0.75
     division_min_elongation: float = 1.4
+    separate_rejected: bool = True
     max_gap: int = 3
     max_gap_distance: float = 15.0
     leaving: bool = True

@@ -22,7 +22,9 @@ Rules (all in :class:`TrackingParams`, which inherits the lineage rules' paramet
   their summed area, elongated: ``division_min_elongation``), the mother's pixels there shared
   between them (seeded watershed). A split whose mother was much smaller on the frame before
   (it took over a neighbour), lay partly under another track, or covered two cells on every
-  held frame, is no division.
+  held frame, is no division; with ``separate_rejected`` (default) its mask is still split:
+  the mother keeps the part over its last mask, the other part is a new object without parent
+  (from the first frame it covered).
 * With ``one_region`` (default) a track then keeps only its largest connected region: a cell
   is one piece, the rest (speckles, a part of a neighbour) goes back to the background, where
   re-detection can find it; a track whose largest region is under ``min_area`` pixels counts
@@ -64,7 +66,7 @@ import numpy as np
 from ...lineage import LineageParams
 from ...lineage.regions import region_stats
 from .tracking_lineage import LineageBook, lineage_from_rows
-from .tracking_lookback import FrameBuffer, swallowed, walk_back
+from .tracking_lookback import FrameBuffer, keeper, swallowed, walk_back
 
 TRACK_COLUMNS = ("frame", "id", "y", "x", "area")
 
@@ -224,6 +226,7 @@ class AutoTracker:
         self.new_objects: dict[int, int] = {}  # id -> frame it was first detected on
         self._book: LineageBook | None = None
         self._buffer = FrameBuffer(0)
+        self._separated: set[tuple[int, int]] = set()  # (mother, frame) split without division
         self._n_frames = 0
 
     def _default_detector(self, frames, store, limits) -> Detector:
@@ -269,6 +272,7 @@ class AutoTracker:
         next_id = 1
         t = start
         self.rows, self.new_objects, self._book = [], {}, book
+        self._separated = set()
         self._n_frames = n
         while t < n:
             if not session.obj_ids:  # nothing tracked: detect, else emit an empty frame
@@ -340,7 +344,9 @@ class AutoTracker:
                                  p.division_cover, p.division_min_elongation)
         first = back[-1][0] if back else t
         if (back and not single) or swallowed(buffer, mother, first, back[-1][1:] if back else masks, p.division_cover):
-            return next_id, False
+            if not p.separate_rejected or (mother, t) in self._separated:  # once a frame (no re-track loop)
+                return next_id, False
+            return self._separate(session, book, t, mother, masks, back, first, next_id), True
         session.remove_object(mother)
         book.end(mother)
         ids = []
@@ -354,6 +360,21 @@ class AutoTracker:
         for i in ids:
             book.born[i] = self.new_objects[i] = first
         return next_id, True
+
+    def _separate(self, session, book, t, mother, masks, back, first, next_id) -> int:
+        """A split of ``mother`` that is no division still covers two cells: the mother keeps
+        the part over its last mask (:func:`keeper`), the other part becomes a new object
+        (no parent) from ``first`` on (the held frames of ``back`` relabelled). Returns the
+        next id."""
+        self._separated.add((mother, t))
+        k = keeper(self._buffer, mother, first, back[-1][1:] if back else masks)
+        session.add_mask(t, mother, masks[k])
+        new = next_id
+        next_id = self._start(session, book, t, masks[1 - k], next_id)
+        for f, *parts in back:
+            self._buffer.held(f)[parts[1 - k]] = new
+        book.born[new] = self.new_objects[new] = first
+        return next_id
 
     def _start(self, session, book, t, mask, next_id, parent=0) -> int:
         session.add_mask(t, next_id, mask)

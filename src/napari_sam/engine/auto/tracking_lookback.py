@@ -9,7 +9,8 @@ both, and the division moves back to that frame. There the mother's pixels are s
 the daughters (:func:`share_mask`: a seeded watershed on the distance transform of the mask,
 seeded with each daughter's pixels on the next frame). :func:`swallowed` tells a mask that
 took over a neighbour from a division: the mother's area had been as large before (it never
-grew), or one part lay under another track on the frame before.
+grew), or one part lay under another track on the frame before. A split turned down still splits the mask (the tracker's
+``separate_rejected``): :func:`keeper` picks the part the mother's track keeps.
 """
 
 from __future__ import annotations
@@ -146,3 +147,14 @@ def swallowed(buffer: FrameBuffer, mother: int, first: int, parts, cover: float)
         if others.size and np.bincount(others).max() >= 0.3 * part.sum():
             return True
     return False
+
+
+def keeper(buffer: FrameBuffer, mother: int, first: int, parts) -> int:
+    """Which of ``parts`` (masks on ``first``) stays ``mother``'s when its split is no
+    division: the one over most of its pixels on the frame before (ties, or no such frame:
+    the larger part); 0 or 1."""
+    prev = buffer.get(first - 1)
+    over = [int((prev[part] == mother).sum()) if prev is not None else 0 for part in parts]
+    if over[0] != over[1]:
+        return 0 if over[0] > over[1] else 1
+    return 0 if parts[0].sum() >= parts[1].sum() else 1
