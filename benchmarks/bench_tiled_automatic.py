@@ -178,6 +178,11 @@ def main(argv=None) -> None:
         print(json.dumps(result["quality"], indent=1))
     out = HERE / "results" / "tiled_automatic.json"
     out.parent.mkdir(exist_ok=True)
+    if out.exists():  # a part skipped keeps its last figures
+        old = json.loads(out.read_text())
+        for part in ("memory", "quality"):
+            if part not in result and part in old:
+                result[part] = {**old[part], "from_earlier_run": True}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
 

@@ -20,7 +20,10 @@ import napari_sam as ns
 from napari_sam.data.mosaic import mosaic
 from napari_sam.engine.auto import tiled
 from napari_sam.engine.auto import tiled_metrics as tm
+from napari_sam.engine.auto.records import MaskRecord
+from napari_sam.engine.auto.stitch import TileStitcher
 from napari_sam.engine.image.preprocess import robust_limits, to_uint8_rgb
+from napari_sam.engine.image.tiling import TileGrid
 
 zarr = pytest.importorskip("zarr")
 PPS = 12  # 144 grid points a tile: three decoder batches
@@ -179,3 +182,33 @@ def test_whole_image_contrast_limits_equal_the_one_image_rule(shape, dtype, monk
     expected = robust_limits(squeezed[..., 0] if squeezed.ndim == 3 and squeezed.shape[-1] == 1 else squeezed)
     assert tiled.image_contrast_limits(image) == expected
     assert tiled.image_contrast_limits(np.zeros(shape, np.uint8)) == (0.0, 255.0)
+
+
+def _record(mask: np.ndarray, quality: float) -> MaskRecord:
+    """A record of ``mask`` (a tile's outer window) as the generator makes them."""
+    ys, xs = np.nonzero(mask)
+    x0, y0, x1, y1 = int(xs.min()), int(ys.min()), int(xs.max()), int(ys.max())
+    return MaskRecord((x0, y0, x1, y1), mask[y0:y1 + 1, x0:x1 + 1].copy(), quality, 1.0,
+                      (float(xs.mean()), float(ys.mean())), (0, 0, mask.shape[1], mask.shape[0]))
+
+
+@pytest.mark.parametrize("centre_x,cut_x,whole_in", [(68, 66, 0), (60, 62, 1)])
+def test_a_nucleus_seen_whole_by_one_tile_and_in_two_pieces_by_the_other_is_one_label(centre_x, cut_x, whole_in):
+    """Two tiles of 64 px (halo 24) side by side, a disk of radius 10 across the core edge at
+    x = 64. One tile's window holds the whole disk as one mask, the other's the disk in two
+    pieces (cut at ``cut_x``), whose centroids lie in different cores. Either order (the whole
+    view from the earlier tile, centred in the later tile's core, or the other way round):
+    one label, the whole disk."""
+    grid = TileGrid((64, 128), 64, (0, 24))
+    yy, xx = np.mgrid[:64, :128]
+    disk = (yy - 32) ** 2 + (xx - centre_x) ** 2 <= 100
+    left, right = disk & (xx < cut_x), disk & (xx >= cut_x)
+    assert grid.tile_at(32, np.nonzero(left)[1].mean()).index == 0
+    assert grid.tile_at(32, np.nonzero(right)[1].mean()).index == 1
+    stitcher = TileStitcher(grid, (64, 128))
+    out = np.zeros((64, 128), np.int32)
+    for tile in grid:
+        ys, xs = tile.outer_slices
+        views = [disk] if tile.index == whole_in else [left, right]
+        stitcher.add(tile, [_record(v[ys, xs], 0.9 - 0.01 * i) for i, v in enumerate(views)], out)
+    assert out.max() == 1 and np.array_equal(out > 0, disk)

@@ -12,14 +12,24 @@ A tile's masks are found on its *outer* window (core + halo). Per tile:
    (every pixel lies in exactly one core: an object cut by a core edge is resolved by the one
    tile that holds its centre, and sees it whole when the halo is at least its radius);
 4. **pasting** (:meth:`LabelBook.paste`) into the window of the image's labels, where earlier
-   tiles painted already: a label holding >= ``contained`` of exactly one earlier label is
-   that object, more whole, and grows it; a label lying >= ``duplicate`` on earlier labels is
-   an object a neighbour owned already (the two saw its centre on either side of the core
-   edge) and is dropped; else its free pixels become a new label if at least ``min_area``.
+   tiles painted already: a label holding >= ``contained`` of exactly one earlier label (and
+   lying at most ``stray`` of itself on others) is that object, more whole, and grows it
+   (nothing painted is repainted: an interrupted run keeps the full run's labels); a label
+   lying >= ``duplicate`` on earlier labels is an object a neighbour owned already (the two
+   saw its centre on either side of the core edge) and is dropped; else its free pixels
+   become a new label if at least ``min_area``;
+5. **orphans** — a label the tile saw whole but does not own is offered to its owner;
+6. **the whole view wins** — an orphan offered by an earlier tile that covers >= ``cover``
+   (0.7) of each of two or more of the owner's labels is one object the owner sees in pieces:
+   before ownership, those pieces are replaced by the orphan (:func:`adopt_whole_views`). An
+   orphan for an owner already done is pasted at once, *before* what earlier tiles offered to
+   the present tile, and grows a label it covers >= ``cover`` of (the owner saw that object
+   in pieces: the present tile's piece of it then lies on the grown label and goes). What is
+   left is pasted after the owner's own labels, only where it lies < ``orphan_overlap`` on
+   labels already there (the owner missed that object). :class:`TileStitcher` pastes with
+   ``contained`` = ``cover`` and ``stray`` = 0.1 throughout.
 
-5. **orphans** — a label the tile saw whole but does not own is offered to its owner: pasted
-   after the owner's own labels (at once if the owner came earlier), only where it lies
-   < ``orphan_overlap`` on labels already there (the owner missed that object).
+:class:`TileStitcher` runs steps 1-6 for one tile after another into the image's labels.
 
 Ids are handed out in pasting order over the whole image, so they are 1..n; a tile that is
 the whole image gives exactly the one-image labels.
@@ -30,6 +40,7 @@ from __future__ import annotations
 import numpy as np
 from scipy import ndimage
 
+from ..frames import read
 from .records import MaskRecord, records_to_labels
 
 
@@ -45,14 +56,18 @@ def cut_by_window(r: MaskRecord, tile, image_hw, edge_margin: int = 2) -> bool:
 
 
 def tile_labels(records: list[MaskRecord], tile, image_hw, min_area: int = 0, edge_margin: int = 2,
-                grid=None) -> tuple[np.ndarray, list]:
+                grid=None, offered=None, cover: float = 0.7) -> tuple[np.ndarray, list]:
     """The labels (outer-window int32, ids in painting order, gaps where a label is not
-    owned) that ``tile`` contributes (steps 1-3 of the module docstring), and the *orphans*:
-    ``(owner tile index, y0, x0, bool patch)`` in image pixels for each label it saw whole
-    but whose centroid lies in another tile's core (``grid`` given; else none), offered to
-    that tile in case it missed the object."""
+    owned) that ``tile`` contributes (steps 1-3 and 6 of the module docstring), and the
+    *orphans*: ``(owner tile index, y0, x0, bool patch)`` in image pixels for each label it
+    saw whole but whose centroid lies in another tile's core (``grid`` given; else none),
+    offered to that tile in case it missed the object. ``offered``: orphans earlier tiles
+    offered to this one, ``(y0, x0, patch)``; those adopted as whole views of objects this
+    tile sees in pieces are removed from the list (in place)."""
     whole = [r for r in records if not cut_by_window(r, tile, image_hw, edge_margin)]
     local = records_to_labels(whole, tile.outer_shape, min_area)
+    if offered:
+        offered[:] = adopt_whole_views(local, tile, offered, cover)
     n = int(local.max())
     if n == 0:
         return local, []
@@ -76,6 +91,96 @@ def tile_labels(records: list[MaskRecord], tile, image_hw, min_area: int = 0, ed
     return local, orphans
 
 
+def _clip(tile, y0, x0, patch):
+    """(window slices, the part of ``patch`` inside ``tile``'s outer window) or None."""
+    oy0, oy1, ox0, ox1 = tile.outer
+    ph, pw = patch.shape
+    a0, a1 = max(y0, oy0), min(y0 + ph, oy1)
+    b0, b1 = max(x0, ox0), min(x0 + pw, ox1)
+    if a0 >= a1 or b0 >= b1:
+        return None
+    part = patch[a0 - y0:a1 - y0, b0 - x0:b1 - x0]
+    return (slice(a0 - oy0, a1 - oy0), slice(b0 - ox0, b1 - ox0)), part
+
+
+def adopt_whole_views(local: np.ndarray, tile, offered: list, cover: float = 0.7) -> list:
+    """Step 6: for each ``(y0, x0, patch)`` offered (image pixels) that lies >= ``cover``
+    inside the window and covers >= ``cover`` of each of two or more labels of ``local``
+    (the tile's window labels, changed in place), those labels are replaced by one new label:
+    the offered mask. Returns the offers not adopted."""
+    rest = []
+    areas = np.bincount(local.ravel()).tolist()
+    for y0, x0, patch in offered:
+        clipped = _clip(tile, y0, x0, patch)
+        total = int(patch.sum())
+        if clipped is None or int(clipped[1].sum()) < cover * total:
+            rest.append((y0, x0, patch))
+            continue
+        sl, m = clipped
+        view = local[sl]
+        under = view[m]
+        ids, counts = np.unique(under[under > 0], return_counts=True)
+        pieces = [int(k) for k, c in zip(ids.tolist(), counts.tolist()) if c >= cover * areas[k]]
+        if len(pieces) < 2:
+            rest.append((y0, x0, patch))
+            continue
+        gone = np.isin(local, pieces)
+        local[gone] = 0
+        for k in pieces:
+            areas[k] = 0
+        new = m & (view == 0)
+        view[new] = len(areas)
+        areas.append(int(new.sum()))
+    return rest
+
+
+class TileStitcher:
+    """Steps 1-6 for one tile after another, into an (H, W) integer labels array ``out``
+    (numpy or zarr): ``add(tile, records, out)`` reads and writes only under the tile's outer
+    window (and under orphans' boxes). Tiles must come in ``grid`` order."""
+
+    def __init__(self, grid, image_hw, min_area: int = 0, edge_margin: int = 2, duplicate: float = 0.5,
+                 orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1) -> None:
+        self.grid, self.image_hw, self.min_area = grid, tuple(image_hw), int(min_area)
+        self.edge_margin, self.duplicate, self.orphan_overlap = edge_margin, duplicate, orphan_overlap
+        self.cover, self.stray = cover, stray
+        self.book = LabelBook()
+        self.pending: dict[int, list] = {}  # owner tile -> labels earlier tiles saw whole there
+
+    def add(self, tile, records: list[MaskRecord], out) -> None:
+        offered = self.pending.pop(tile.index, [])
+        local, orphans = tile_labels(records, tile, self.image_hw, self.min_area, self.edge_margin, self.grid,
+                                     offered, self.cover)
+        ys, xs = tile.outer_slices
+        window = np.array(read(out[ys, xs]), dtype=np.int64)
+        self.book.paste(window, local, self.min_area, contained=self.cover, duplicate=self.duplicate,
+                        stray=self.stray)
+        self._write(out, (ys, xs), window)
+        later = []
+        for owner, y0, x0, patch in orphans:
+            if owner < tile.index:  # owner done: its view of the object was in pieces or missed it
+                self._paste_patch(out, y0, x0, patch)
+            else:
+                later.append((owner, y0, x0, patch))
+        for y0, x0, patch in offered:
+            self._paste_patch(out, y0, x0, patch)
+        for owner, y0, x0, patch in later:
+            self.pending.setdefault(owner, []).append((y0, x0, patch))
+
+    def _paste_patch(self, out, y0, x0, patch) -> None:
+        sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))
+        region = np.array(read(out[sl]), dtype=np.int64)
+        self.book.paste(region, patch.astype(np.int32), self.min_area, contained=self.cover,
+                        duplicate=self.orphan_overlap, stray=self.stray)
+        self._write(out, sl, region)
+
+    def _write(self, out, sl, labels) -> None:
+        top = np.iinfo(np.dtype(out.dtype)).max
+        if len(self.book) > top:
+            raise ValueError(f"{len(self.book)} labels do not fit the output's dtype {np.dtype(out.dtype)}")
+        out[sl] = labels.astype(out.dtype, copy=False)
+
+
 class LabelBook:
     """The areas of every label pasted so far (index = id; 0 unused): the running id count over
     the whole image, and what the ``contained`` rule compares with."""
@@ -87,7 +192,7 @@ class LabelBook:
         return len(self.areas) - 1
 
     def paste(self, window: np.ndarray, local: np.ndarray, min_area: int = 0,
-              contained: float = 0.9, duplicate: float = 0.5) -> int:
+              contained: float = 0.9, duplicate: float = 0.5, stray: float = 0.0) -> int:
         """Paste a tile's ``local`` labels (from :func:`tile_labels`) into ``window`` (the
         image's labels under the tile's outer window, changed in place) in id order: step 4
         of the module docstring. Returns how many new labels were made."""
@@ -101,12 +206,15 @@ class LabelBook:
             under = view[mask]
             ids, counts = np.unique(under[under > 0], return_counts=True)
             free = mask & (view == 0)
-            if len(ids) == 1 and counts[0] >= contained * areas[ids[0]]:
-                grown = int(free.sum())
-                view[free] = ids[0]
-                areas[ids[0]] += grown
+            held = counts >= contained * np.array([areas[i] for i in ids.tolist()], dtype=np.int64)
+            size = int(mask.sum())
+            if held.sum() == 1 and int(counts[~held].sum()) <= stray * size:
+                grown = int(free.sum())  # the same object, more whole: that label grows
+                k0 = int(ids[held][0])
+                view[free] = k0
+                areas[k0] += grown
                 continue
-            if len(ids) and int(counts.sum()) >= duplicate * int(mask.sum()):
+            if len(ids) and int(counts.sum()) >= duplicate * size:
                 continue  # an object a neighbouring tile painted already
             n_free = int(free.sum())
             if n_free >= max(min_area, 1):

@@ -12,7 +12,8 @@ For each tile of a :class:`~napari_sam.engine.image.tiling.TileGrid` (row-major 
 3. its masks are merged into the labels by :mod:`.stitch`: masks cut by an inner window edge
    go, the rest become the window's labels by the one-image rule, the tile keeps those whose
    centroid lies in its core; a label lying mostly on labels an earlier tile painted is that
-   object seen again, and is dropped;
+   object seen again, and is dropped; a label seen whole by one tile and in pieces by its
+   owner replaces the pieces (``cover``: the share of each piece it must cover);
 4. the labels under the outer window are written to ``out`` (a numpy or zarr array, or a new
    int32 array), and ``progress(tiles_done, n_tiles)`` is called.
 
@@ -28,7 +29,7 @@ import numpy as np
 
 from ..frames import read
 from ..image.preprocess import check_contrast_limits, robust_limits, to_uint8_rgb
-from .stitch import LabelBook, tile_labels
+from .stitch import TileStitcher
 
 _BAND_PIXELS = 1 << 24  # pixels read at once while sampling the contrast limits
 _SAMPLES = 1_000_000  # values the contrast limits are estimated from (as robust_limits)
@@ -83,7 +84,8 @@ def _window(image, tile) -> np.ndarray:
 def generate_tiled(segmenter, image, grid, contrast_limits=None,
                    tile_features: Callable[[int], dict | None] | None = None,
                    progress: Callable[[int, int], object] | None = None, out=None,
-                   edge_margin: int = 2, duplicate: float = 0.5, orphan_overlap: float = 0.1):
+                   edge_margin: int = 2, duplicate: float = 0.5, orphan_overlap: float = 0.1,
+                   cover: float = 0.7):
     """Labels of ``image`` segmented tile by tile over ``grid`` (see the module docstring).
 
     ``segmenter``: an :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` (its
@@ -100,38 +102,17 @@ def generate_tiled(segmenter, image, grid, contrast_limits=None,
     if limits is None:
         limits = image_contrast_limits(image)
     out = _check_out(out, hw)
-    top = np.iinfo(np.dtype(out.dtype)).max
     p = segmenter.params
-    book = LabelBook()
+    stitcher = TileStitcher(grid, hw, p.min_mask_region_area, edge_margin, duplicate, orphan_overlap, cover)
     cleared = np.zeros(len(grid), bool)
-    pending: dict[int, list] = {}  # owner tile -> labels other tiles saw whole there
     for tile in grid:
         _clear_cores(out, grid, tile, cleared)
         rgb = to_uint8_rgb(_window(image, tile), limits)
         feats = None if tile_features is None else tile_features(tile.index)
-        records = segmenter.generate_records(rgb, features=feats)
-        local, orphans = tile_labels(records, tile, hw, p.min_mask_region_area, edge_margin, grid)
-        ys, xs = tile.outer_slices
-        window = np.array(read(out[ys, xs]), dtype=np.int64)
-        book.paste(window, local, p.min_mask_region_area, duplicate=duplicate)
-        _write(out, (ys, xs), window, book, top)
-        for owner, y0, x0, patch in orphans:
-            pending.setdefault(owner, []).append((y0, x0, patch))
-        for owner in [o for o in pending if o <= tile.index]:  # owners done: offer them now
-            for y0, x0, patch in pending.pop(owner):
-                sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))
-                region = np.array(read(out[sl]), dtype=np.int64)
-                book.paste(region, patch.astype(np.int32), p.min_mask_region_area, duplicate=orphan_overlap)
-                _write(out, sl, region, book, top)
+        stitcher.add(tile, segmenter.generate_records(rgb, features=feats), out)
         if progress is not None:
             progress(tile.index + 1, len(grid))
     return out
-
-
-def _write(out, sl, labels, book, top) -> None:
-    if len(book) > top:
-        raise ValueError(f"{len(book)} labels do not fit the output's dtype {np.dtype(out.dtype)}")
-    out[sl] = labels.astype(out.dtype, copy=False)
 
 
 def _check_out(out, hw):
