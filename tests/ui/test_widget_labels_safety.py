@@ -248,7 +248,7 @@ def test_segment_everything_keeps_hand_labels(sam, qtbot, auto_params):
 
 
 def test_track_everything_keeps_hand_labels_and_paint(sam, qtbot, auto_params):
-    s = tracked_sample(4)
+    s = tracked_sample(8)  # frames come out up to 4 late (the tracker's division look-back)
     viewer, w, hand, _ = open_with_hand_layer(sam, s)
     w.layers.labels_combo.set_layer(hand)
     configure(w, auto_params, every=2)
@@ -258,7 +258,7 @@ def test_track_everything_keeps_hand_labels_and_paint(sam, qtbot, auto_params):
     assert w.runner.long_busy
     old = hand.data.copy()
     hand.brush_size = 9
-    hand.paint((3, 64, 64), 7)  # the user paints during the run, on a frame still to come
+    hand.paint((7, 64, 64), 7)  # the user paints during the run, on a frame still to come
     stroke = hand.data != old
     assert stroke.any()
     wait_idle(qtbot, w)

@@ -42,7 +42,8 @@ class LineagePanel(QGroupBox):
         self.divisions_check = QCheckBox("Divisions on Propagate")
         self.divisions_check.setChecked(state.divisions)
         self.divisions_check.setToolTip("A propagated object whose mask splits into two separate cells ends there; "
-                                        "two daughters with new ids go on")
+                                        "two daughters with new ids go on (time-lapses; never on a stack axis "
+                                        "named z: a nucleus in depth does not divide)")
         self.division_button = QPushButton("Mark division")
         self.division_button.setToolTip("The selected label is the mother: then click her two daughters on one frame")
         self.join_button = QPushButton("Join tracks")

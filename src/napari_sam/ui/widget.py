@@ -286,7 +286,8 @@ class SamWidget(QWidget):
             if s.model is not None:
                 s.segmenter = Segmenter(s.model, image, s.geometry)
                 s.segmenter.set_tiling(s.tile_shape, s.halo)
-                s.segmenter.divisions = s.divisions
+                # cells divide in time, not in depth: a z-stack's object never branches
+                s.segmenter.divisions = s.divisions and not depth_axis(image, self.layers.axis())
                 s.segmenter.first_free_id = _weak(s.next_free_object)  # daughters' ids: new to the layer
             self.ensure_layers()  # something to click in, model or not (the first click loads one)
         s.prompts = self._collect()
@@ -389,3 +390,14 @@ class SamWidget(QWidget):
         if event.type() == QEvent.ParentChange and self.parent() is None and not self._closed and self.isWindow():
             self.shutdown()
         return super().event(event)
+
+
+DEPTH_AXIS_NAMES = {"z", "depth", "slice", "slices", "plane", "planes"}
+
+
+def depth_axis(image, axis: int) -> bool:
+    """Whether the stack axis ``axis`` of ``image`` is named as depth (``z``, ...), where a
+    mask that falls in two is two parts of one object, not a division."""
+    labels = list(getattr(image, "axis_labels", None) or [])
+    return 0 <= axis < len(labels) and str(labels[axis]).strip().lower() in DEPTH_AXIS_NAMES
+
