@@ -166,7 +166,9 @@ def open_store_group(path, where: str):
         p = Path(path)
         if p.exists() and not p.is_dir():
             raise ValueError(f"embedding store path {str(p)!r} is a file, not a folder")
-        if p.is_dir() and not (p / "zarr.json").exists() and any(p.iterdir()):
+        # zarr writes each file as "<name>.<uuid>.partial" and renames it: a store another
+        # thread or process is creating right now holds only such files for a moment
+        if p.is_dir() and not (p / "zarr.json").exists() and any(not c.name.endswith(".partial") for c in p.iterdir()):
             raise ValueError(f"{str(p)!r} is a non-empty folder that is not a zarr store")
         store = zarr.storage.LocalStore(p)
     else:
