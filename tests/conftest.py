@@ -61,3 +61,18 @@ def mask_agreement(ours, ref, threshold: float = 0.0) -> float:
     a = np.asarray(torch.as_tensor(ours).detach().cpu()) > threshold
     b = np.asarray(torch.as_tensor(ref).detach().cpu()) > threshold
     return float((a == b).mean())
+
+
+def cli_refused(capsys, argv, *needles) -> str:
+    """Run the CLI and assert it refused with exit 2 and one ``napari-sam: error:`` line that
+    holds every needle; returns that line."""
+    from napari_sam import cli
+
+    code = cli.main([str(a) for a in argv])
+    err = capsys.readouterr().err
+    assert code == 2, err
+    assert err.startswith("napari-sam: error:") and err.count("\n") == 1, err
+    for n in needles:
+        assert n in err, err
+    return err
+

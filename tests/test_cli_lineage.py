@@ -14,6 +14,7 @@ import csv
 import numpy as np
 import pytest
 import tifffile
+from conftest import cli_refused as _refused
 
 from napari_sam import cli
 from napari_sam.data import synthetic
@@ -45,15 +46,6 @@ def _table(path):
     with open(path, newline="") as f:
         rows = list(csv.reader(f))
     return rows[0], np.array(rows[1:], float).reshape(-1, len(rows[0]))
-
-
-def _refused(capsys, argv, *needles):
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("napari-sam: error:") and err.count("\n") == 1, err
-    for n in needles:
-        assert n in err, err
 
 
 def _snapshot(root):

@@ -11,6 +11,7 @@ import json
 
 import numpy as np
 import pytest
+from conftest import cli_refused as _refused
 import tifffile
 import torch
 import zarr
@@ -52,14 +53,6 @@ def _snapshot(root):
     return {str(p.relative_to(root)): p.read_bytes() for p in sorted(root.rglob("*")) if p.is_file()}
 
 
-def _refused(capsys, argv, *needles):
-    code = cli.main([str(a) for a in argv])
-    err = capsys.readouterr().err
-    assert code == 2, err
-    assert err.startswith("napari-sam: error:") and err.count("\n") == 1, err
-    for n in needles:
-        assert n in err, err
-    return err
 
 
 # ---------------------------------------------------------------------------- item 1: --overwrite
