@@ -14,6 +14,7 @@ import napari_sam as ns
 from napari_sam.data.mosaic import mosaic
 from napari_sam.engine.image.preprocess import robust_limits, to_uint8_rgb
 from napari_sam.engine.image.tiled import MAX_WINDOWS
+from napari_sam.engine.image.windows import margin
 from napari_sam.training.evaluate import iou
 from napari_sam.training.prompts import bounding_box, centre_point
 
@@ -232,3 +233,26 @@ def test_auto_tiling_sees_the_image_at_its_own_resolution(model, sample):
 def test_bad_tilings_are_refused_when_the_predictor_is_made(model, tile, halo, words):
     with pytest.raises(ValueError, match=words):
         ns.ImagePredictor(model, tile_shape=tile, halo=halo)
+
+
+def test_a_click_on_a_cached_tiled_image_encodes_nothing_and_decodes_in_one_tile(tiled, sample):
+    """What keeps a click on a large cached image fast: every click, anywhere (a grid of 16 x
+    16 clicks, on core edges and corners too), is answered in one tile's window already
+    embedded; nothing is encoded and no on-demand window is made."""
+    image_tiles = tiled._tiled
+    encoded = []
+    original = image_tiles.encode_window
+    image_tiles.encode_window = lambda window: encoded.append(window) or original(window)
+    try:
+        before = dict(image_tiles._windows)
+        outers = {t.outer for t in tiled.grid}
+        coords = np.linspace(0, SIZE - 1, 16)
+        for y in coords:
+            for x in coords:
+                res = tiled.predict(points=[[x, y]], labels=[1], multimask=False)
+                assert res.window in outers  # a tile, not a window made on demand
+                # with at least half the halo of room on every inner side
+                assert margin((y, y, x, x), res.window, (SIZE, SIZE)) >= HALO[0] // 2
+    finally:
+        image_tiles.encode_window = original
+    assert encoded == [] and dict(image_tiles._windows) == before

@@ -110,7 +110,8 @@ class FrameView:
 
 
 def _digest(logit_map: np.ndarray) -> bytes:
-    return hashlib.blake2b(np.ascontiguousarray(logit_map, dtype=np.float32).tobytes(), digest_size=16).digest()
+    # hashed from the array's own buffer (no bytes copy): this runs for every returned logit map
+    return hashlib.blake2b(np.ascontiguousarray(logit_map, dtype=np.float32).data, digest_size=16).digest()
 
 
 class TiledImage:
@@ -259,8 +260,9 @@ class TiledImage:
         full = np.zeros((masks.shape[0], *self.image_shape), dtype=bool)
         full[:, y0:y1, x0:x1] = masks
         for m in logits:
-            self._logit_windows[_digest(m)] = key
-            self._logit_windows.move_to_end(_digest(m))
+            digest = _digest(m)
+            self._logit_windows[digest] = key
+            self._logit_windows.move_to_end(digest)
         while len(self._logit_windows) > MAX_LOGITS:
             self._logit_windows.popitem(last=False)
         return full, scores, logits, objs, (y0, y1, x0, x1)
