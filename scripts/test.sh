@@ -23,12 +23,6 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q torch==2.13.0
 $PY -m pip install -q -e ".[test]"
 SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
-# EdgeTAM's official code (test-only reference) installs as the module `sam2`: kept in its own
-# folder, loaded by path in tests/models/test_edgetam_parity.py. Its RepViT trunk is a timm
-# model; timm without its declared torchvision (same reason as sam2's).
-$PY -m pip install -q --no-deps --target .edgetam_ref edgetam-dimos==1.0.1
-$PY -m pip install -q --no-deps timm==1.0.31
-$PY -m pip install -q huggingface_hub safetensors
 
 export QT_QPA_PLATFORM=xcb NAPARI_SAM_OFFLINE=1
 exec xvfb-run -a -s "-screen 0 1600x1000x24" $PY -m pytest -p no:cacheprovider --durations=30 "$@"
