@@ -1,4 +1,12 @@
-"""Embedding time, ours vs micro-sam 1.8.14, for vit_b and vit_t (same random weights, CPU).
+"""Ours vs micro-sam 1.8.14 on the same random weights, CPU: embedding (vit_b, vit_t), click ->
+mask and AIS (``--what embed click ais``).
+
+Click -> mask: one positive click, multimask, on an embedding both sides already hold (ours
+``ImagePredictor.predict``, micro-sam's ``SamPredictor.predict`` after ``set_precomputed``).
+AIS: decoder + watershed from a precomputed embedding on a 512 x 512 image (ours
+``AisSegmenter.generate(image, features=...)``, micro-sam's
+``InstanceSegmentationWithDecoder.initialize(image, image_embeddings=...)`` + ``generate()``),
+same random UNETR decoder weights (tests/golden/make_ais_golden.py ``decoder_state``).
 
 micro-sam's path: ``micro_sam.util.get_sam_model(model_type, checkpoint_path=...)`` then
 ``precompute_image_embeddings(predictor, image, ndim=2)``; ours: ``load_model(name,
@@ -40,11 +48,95 @@ def _weights(model_type: str, folder: Path) -> Path:
     return path
 
 
+def _microsam_file(flat: Path, folder: Path) -> Path:
+    """The flat weights as torch_em's file with a random AIS decoder (what ours loads for vit_t_lm)."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from golden.make_ais_golden import decoder_state
+
+    sd = torch.load(flat, weights_only=True)
+    path = folder / "lm_random.pt"
+    torch.save({"model_state": {f"sam.{k}": v for k, v in sd.items()}, "decoder_state": decoder_state(False)}, path)
+    return path
+
+
+def bench_click(model_type, path, repeats) -> dict:
+    import micro_sam.util as mutil
+
+    import napari_sam as ns
+
+    image = np.random.default_rng(1).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)
+    with torch.no_grad():
+        emb = mutil.precompute_image_embeddings(theirs, image, ndim=2, verbose=False)
+    mutil.set_precomputed(theirs, emb)
+    ours = ns.ImagePredictor(ns.load_model(model_type, checkpoint=path, device="cpu"))
+    ours.set_image(image)
+    xy = np.array([[200.0, 300.0]])
+
+    def run_theirs():
+        theirs.predict(point_coords=xy, point_labels=np.array([1]), multimask_output=True)
+
+    def run_ours():
+        ours.predict(points=xy, labels=np.array([1]), multimask=True)
+
+    t = interleaved({"micro-sam": run_theirs, "ours": run_ours}, repeats=repeats, warmup=2)
+    return {"what": "click -> mask", "model": model_type, "image": "512x512x3 uint8"} | _times(t)
+
+
+def bench_ais(model_type, path, folder, repeats) -> dict:
+    import micro_sam.util as mutil
+    from micro_sam.instance_segmentation import InstanceSegmentationWithDecoder, get_decoder
+
+    import napari_sam as ns
+    from napari_sam.engine.auto.ais import AisSegmenter
+
+    image = np.random.default_rng(2).integers(0, 256, (512, 512, 3), dtype=np.uint8)
+    lm = _microsam_file(path, folder)
+    model = ns.load_model(f"{model_type}_lm", checkpoint=lm, device="cpu")
+    theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)
+    decoder = get_decoder(theirs.model.image_encoder, model.ais_decoder_state, device="cpu").eval()
+    seg_theirs = InstanceSegmentationWithDecoder(theirs, decoder)
+    with torch.no_grad():
+        emb = mutil.precompute_image_embeddings(theirs, image, ndim=2, verbose=False)
+    ours = AisSegmenter(model)
+    pred = ns.ImagePredictor(model)
+    pred.set_image(image)
+    feats = pred.embedding()
+
+    def run_theirs():
+        seg_theirs.initialize(image, image_embeddings=emb, verbose=False)
+        seg_theirs.generate()
+
+    def run_ours():
+        ours.generate(image, features=feats)
+
+    t = interleaved({"micro-sam": run_theirs, "ours": run_ours}, repeats=repeats, warmup=1)
+    return {"what": "AIS (decoder + watershed, from the embedding)", "model": f"{model_type}_lm",
+            "image": "512x512x3 uint8"} | _times(t)
+
+
+def _times(t: dict) -> dict:
+    return {"micro_sam_s": round(t["micro-sam"], 4), "ours_s": round(t["ours"], 4),
+            "ratio": round(t["ours"] / t["micro-sam"], 3)}
+
+
+def write_md(result: dict, path: Path) -> None:
+    lines = [f"# Ours vs micro-sam {result['micro_sam']} (CPU, {result['threads']} thread(s), medians of "
+             f"{result['repeats']}, interleaved; random weights)", "",
+             "| what | model | image | micro-sam (s) | ours (s) | ours / micro-sam |", "|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r.get('what', 'embedding')} | {r['model']} | {r['image']} | {r['micro_sam_s']} | "
+                     f"{r['ours_s']} | {r['ratio']} |")
+    path.write_text("\n".join(lines) + "\n")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=["vit_t", "vit_b"])
+    ap.add_argument("--what", nargs="+", default=["embed", "click", "ais"], choices=["embed", "click", "ais"])
+    ap.add_argument("--ais-models", nargs="+", default=["vit_t"])
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
@@ -58,6 +150,14 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         for model_type in args.models:
             path = _weights(model_type, Path(tmp))
+            if "click" in args.what:
+                rows.append(bench_click(model_type, path, max(args.repeats, 5)))
+                print(rows[-1], flush=True)
+            if "ais" in args.what and model_type in args.ais_models:
+                rows.append(bench_ais(model_type, path, Path(tmp), args.repeats))
+                print(rows[-1], flush=True)
+            if "embed" not in args.what:
+                continue
             theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)
             ours = ns.ImagePredictor(ns.load_model(model_type, checkpoint=path, device="cpu"))
 
@@ -69,7 +169,7 @@ def main() -> None:
                 ours.set_image(image)
 
             t = interleaved({"micro-sam": run_theirs, "ours": run_ours}, repeats=args.repeats, warmup=1)
-            row = {"model": model_type, "image": "1024x1024x3 uint8", "micro_sam_s": round(t["micro-sam"], 3),
+            row = {"what": "embedding", "model": model_type, "image": "1024x1024x3 uint8", "micro_sam_s": round(t["micro-sam"], 3),
                    "ours_s": round(t["ours"], 3), "ratio": round(t["ours"] / t["micro-sam"], 3)}
             print(row, flush=True)
             rows.append(row)
@@ -78,6 +178,7 @@ def main() -> None:
               "micro_sam": "1.8.14", "rows": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
+    write_md(result, args.out.with_suffix(".md"))
     print(f"wrote {args.out}")
 
 

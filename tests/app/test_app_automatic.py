@@ -96,3 +96,51 @@ def test_a_model_that_does_not_track_is_told_so(small, tmp_path):
     with pytest.raises(ValueError, match="needs a SAM 2 model that tracks and an image stack"):
         next(s.track_everything())
     s.close()
+
+
+def _ais_model():
+    from golden.make_ais_golden import decoder_state, tiny_sam1
+
+    model = tiny_sam1()
+    model.ais_decoder_state = decoder_state(False)
+    return model
+
+
+def test_segment_everything_uses_ais_when_the_model_has_a_decoder(tmp_path):
+    """A model with micro-sam's decoder: AIS by default (labels = AisSegmenter's on the stored
+    features); the point grid when asked (point_grid, point-grid parameters) or tiled."""
+    from golden.make_ais_golden import sample_image
+
+    from napari_sam.app.automatic import make_segmenter, segmenter_method
+    from napari_sam.engine.auto.ais import AisParams, AisSegmenter
+    from napari_sam.engine.auto.segmenter import AutomaticParams, AutomaticSegmenter
+
+    model = _ais_model()
+    assert isinstance(make_segmenter(model), AisSegmenter)
+    assert isinstance(make_segmenter(model, AisParams(min_size=5)), AisSegmenter)
+    assert make_segmenter(model, AisParams(min_size=5)).params.min_size == 5
+    assert isinstance(make_segmenter(model, point_grid=True), AutomaticSegmenter)
+    assert isinstance(make_segmenter(model, AutomaticParams(points_per_side=4)), AutomaticSegmenter)
+    assert isinstance(make_segmenter(model, points_per_side=4), AutomaticSegmenter)
+    assert segmenter_method(model, AisParams(), tile_shape=(64, 64), halo=(8, 8)) == "grid"  # untiled only
+    tiled = make_segmenter(model, AisParams(), tile_shape=(64, 64), halo=(8, 8))
+    assert isinstance(tiled, AutomaticSegmenter) and tiled.tile_shape is not None
+    model.ais_decoder_state, plain = None, model
+    assert segmenter_method(plain) == "grid"
+
+    model = _ais_model()
+    image = sample_image()[..., 0]
+    s = StackSession(model, image[None], cache_root=tmp_path)
+    try:
+        labels = s.segment_everything((), 0)
+        store = s.store(())
+        want = AisSegmenter(model).generate(image, contrast_limits=store.contrast_limits, features=store.get(0))
+        np.testing.assert_array_equal(labels, want)
+        assert labels.max() >= 2
+        np.testing.assert_array_equal(s.segment_everything((), 0, AisParams()), want)
+        grid = s.segment_everything((), 0, AutomaticParams(**FAST))
+        np.testing.assert_array_equal(grid, AutomaticSegmenter(model, **FAST).generate(
+            image, contrast_limits=store.contrast_limits, features=store.get(0)))
+        assert not np.array_equal(grid, labels)
+    finally:
+        s.close()

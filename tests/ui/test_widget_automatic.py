@@ -239,3 +239,40 @@ def test_remove_layer_or_close_mid_run(sam, qtbot, monkeypatch, what):
         assert w.segmenter is None and "cancelled" in w.status.text()
     if what == "widget":
         assert w._closed
+
+
+def test_segment_everything_with_ais_or_point_grid(sam, qtbot, tiny_sam2):
+    """A model with micro-sam's decoder: the AIS / point grid choice is shown (AIS first) and
+    Segment everything gives AisSegmenter's labels; "Point grid" gives the point grid's."""
+    from golden.make_ais_golden import decoder_state, tiny_sam1
+
+    from napari_sam.engine.auto.ais import AisSegmenter
+
+    model = tiny_sam1()
+    model.ais_decoder_state = decoder_state(False)
+    viewer, open_widget = sam
+    s = synthetic.nuclei_2d(shape=(128, 128), seed=1)
+    viewer.add_image(s.image, name="nuclei")
+    w = open_widget(model)
+    a = w.automatic
+    assert a.method_combo.isVisibleTo(a) and a.method_combo.currentText() == "AIS (decoder)"
+    assert not a.points_spin.isEnabled()  # point-grid controls do not apply to AIS
+    store = ns.EmbeddingStore(None, model, s.image)
+    want = AisSegmenter(model).generate(s.image, contrast_limits=store.contrast_limits, features=store.get(0))
+    assert want.max() >= 2
+    a.segment_button.click()
+    wait_idle(qtbot, w)
+    assert np.array_equal(w.labels_layer.data, want)
+    assert "with AIS" in w.status.text() and f"{int(want.max())} objects" in w.status.text()
+    w.labels_layer.undo()
+
+    a.method_combo.setCurrentText("Point grid")
+    configure(w)
+    assert a.points_spin.isEnabled()
+    a.segment_button.click()
+    wait_idle(qtbot, w)
+    assert np.array_equal(w.labels_layer.data, engine_labels(model, s.image))
+    assert "with the point grid" in w.status.text()
+
+    w.set_model(tiny_sam2)  # no decoder: no choice shown
+    assert not a.method_combo.isVisibleTo(a)

@@ -11,6 +11,10 @@ Tiles (``tile_shape`` / ``halo``, micro-sam's meaning, see
 tile); a tiled store's features are read per tile. The tracker takes the tiling only once
 :class:`~napari_sam.engine.auto.tracking.AutoTracker` does (:func:`tracker_takes_tiles`);
 until then a tiled tracking run is refused (:func:`check_tracker_tiling`).
+
+AIS: a model with micro-sam's decoder (``load_model("vit_b_lm")``) segments everything with it
+(:class:`~napari_sam.engine.auto.ais.AisSegmenter`) unless the point grid is asked for
+(``point_grid=True``, point-grid parameters, or tiles: AIS runs untiled only for now).
 """
 
 from __future__ import annotations
@@ -34,11 +38,49 @@ def auto_params(model, params=None, **changes):
     return AutomaticParams.for_model(model, **{**(params or {}), **changes})
 
 
-def make_segmenter(model, params=None, tile_shape=None, halo=None, **changes):
-    """An :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` with :func:`auto_params`
-    and the tiling ``tile_shape`` / ``halo`` (None: the whole image)."""
+AIS_TILED_FALLBACK = ("AIS (the model's instance-segmentation decoder) does not run on tiles yet: "
+                      "segmenting everything with the point grid on each tile")
+
+
+def has_ais_decoder(model) -> bool:
+    """Whether ``model`` carries micro-sam's instance-segmentation decoder (``ais_decoder_state``)."""
+    return getattr(model, "ais_decoder_state", None) is not None
+
+
+def segmenter_method(model, params=None, tile_shape=None, halo=None, point_grid=None, **changes) -> str:
+    """``"ais"`` or ``"grid"``: which segmenter :func:`make_segmenter` builds. AIS when the model
+    has a decoder, unless ``point_grid`` is true, point-grid parameters are given (an
+    AutomaticParams or its fields in ``changes``) or the image is tiled (AIS runs untiled only:
+    the point grid then, see :data:`AIS_TILED_FALLBACK`)."""
+    from napari_sam.engine.auto.ais import AisParams
+    from napari_sam.engine.auto.segmenter import AutomaticParams
+
+    if point_grid or not has_ais_decoder(model) or tile_shape is not None or halo is not None:
+        return "grid"
+    if isinstance(params, AisParams):
+        return "ais"
+    grid_fields = set(AutomaticParams.__dataclass_fields__)
+    if isinstance(params, AutomaticParams) or (isinstance(params, dict) and set(params) & grid_fields):
+        return "grid"
+    return "grid" if set(changes) & grid_fields else "ais"
+
+
+def make_segmenter(model, params=None, tile_shape=None, halo=None, point_grid=None, **changes):
+    """The segment-everything engine for ``model``: :class:`~napari_sam.engine.auto.ais.AisSegmenter`
+    (micro-sam's decoder, ``params`` an AisParams or None, ``changes`` its fields) where
+    :func:`segmenter_method` says ``"ais"``, else an
+    :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` (the point grid) with
+    :func:`auto_params` and the tiling ``tile_shape`` / ``halo`` (None: the whole image).
+    ``point_grid=True``: the point grid even when the model has a decoder."""
+    from napari_sam.engine.auto.ais import AisParams, AisSegmenter
     from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
+    if segmenter_method(model, params, tile_shape, halo, point_grid, **changes) == "ais":
+        return AisSegmenter(model, params if isinstance(params, AisParams) else None, **changes)
+    if isinstance(params, AisParams):
+        params = None  # AIS asked for, but tiled: the point grid with the model's defaults
+    ais_fields = set(AisParams.__dataclass_fields__)
+    changes = {k: v for k, v in changes.items() if k not in ais_fields}
     params = auto_params(model, params, **changes)
     if tile_shape is None and halo is None:
         return AutomaticSegmenter(model, params)

@@ -43,6 +43,10 @@ def build_parser() -> argparse.ArgumentParser:
     _stores(seg)
     _tiling(seg, "clicks and boxes are answered in the tile that holds them best; --auto segments tile by "
             "tile and merges the masks across tile borders")
+    seg.add_argument("--point-grid", action="store_true",
+                     help="--auto with a model that has micro-sam's instance-segmentation decoder (e.g. "
+                          "vit_b_lm): use SAM's point grid instead of the decoder (AIS, the default for "
+                          "such a model; AIS runs untiled only, with --tile the point grid is used)")
     _auto_options(seg)
 
     trk = sub.add_parser("track", help="track objects through a stack; labels + tracks CSV [+ CTC folder, GEFF]",

@@ -18,16 +18,18 @@ from __future__ import annotations
 import numpy as np
 from qtpy.QtCore import Signal
 from qtpy.QtWidgets import (
+    QComboBox,
     QDoubleSpinBox,
     QFormLayout,
     QGroupBox,
     QHBoxLayout,
+    QLabel,
     QPushButton,
     QSpinBox,
     QVBoxLayout,
 )
 
-from napari_sam.app.automatic import auto_params
+from napari_sam.app.automatic import AIS_TILED_FALLBACK, auto_params, has_ais_decoder
 from napari_sam.app.ids import id_limit, next_free_id, shift_ids, shift_past
 
 from . import labels_writer as lw
@@ -36,6 +38,11 @@ from .state import BUSY, WidgetState
 from .undo_step import LiveUndoStep
 from .workers import Job
 
+
+AIS, GRID = "AIS (decoder)", "Point grid"
+METHOD_TIP = ("AIS: the model's instance-segmentation decoder (micro-sam) finds every object in one pass, "
+              "no points; Point grid: SAM's grid of clicks with the parameters below. AIS runs on the whole "
+              "image only: with tiles the point grid is used")
 
 TRACK_TIP = ("Segment everything on the first slice, track every object through the stack (SAM 2), "
              "look for new ones every K slices; ids are kept over slices; divisions the tracker finds "
@@ -90,12 +97,18 @@ class AutomaticPanel(QGroupBox):
         self.every_spin.setRange(0, 10**6)
         self.every_spin.setValue(t.every)
         self.every_spin.setToolTip("Track everything: look for new objects every K slices (0: only on the first slice)")
+        self.method_combo = QComboBox()
+        self.method_combo.addItems([AIS, GRID])
+        self.method_combo.setToolTip(METHOD_TIP)
+        self.method_label = QLabel("Method")
+        self.has_decoder = False
         self.segment_button = QPushButton("Segment everything")
         self.segment_button.setToolTip("Find every object on the slice shown (the whole image if 2D) and add them to the Labels layer as new objects")
         self.track_button = QPushButton("Track everything")
 
         lay = QVBoxLayout(self)
         form = QFormLayout()
+        form.addRow(self.method_label, self.method_combo)
         form.addRow("Points per side", self.points_spin)
         form.addRow("Predicted IoU >", self.iou_spin)
         form.addRow("Stability >=", self.stability_spin)
@@ -110,7 +123,9 @@ class AutomaticPanel(QGroupBox):
         self.segment_button.clicked.connect(lambda *_: self.segment_everything())
         self.track_button.clicked.connect(lambda *_: self.track_everything())
         self._step.connect(self._on_step)
+        self.method_combo.currentTextChanged.connect(self.update_enabled)
         state.segmenter_changed.connect(self.update_enabled)
+        self._show_method(False)
         self.update_enabled()
 
     # ------------------------------------------------------------------ parameters
@@ -121,6 +136,28 @@ class AutomaticPanel(QGroupBox):
         self.iou_spin.setValue(a.pred_iou_thresh)
         self.stability_spin.setValue(a.stability_score_thresh)
         self.min_area_spin.setValue(a.min_mask_region_area)
+        self._show_method(has_ais_decoder(model))
+
+    def _show_method(self, has_decoder: bool) -> None:
+        """The AIS / point grid choice is shown only for a model with a decoder (AIS first)."""
+        self.has_decoder = bool(has_decoder)
+        self.method_label.setVisible(self.has_decoder)
+        self.method_combo.setVisible(self.has_decoder)
+        if self.has_decoder:
+            self.method_combo.setCurrentText(AIS)
+
+    def uses_ais(self) -> bool:
+        """Whether Segment everything asks for AIS (a model with a decoder, AIS chosen)."""
+        return self.has_decoder and self.method_combo.currentText() == AIS
+
+    def segment_params(self):
+        """What Segment everything hands the session: AisParams for AIS (micro-sam's defaults),
+        else :meth:`params` (the point grid)."""
+        if self.uses_ais():
+            from napari_sam.engine.auto.ais import AisParams
+
+            return AisParams()
+        return self.params()
 
     def params(self):
         """The :class:`AutomaticParams` the controls (and ``extra_params``) say."""
@@ -145,6 +182,9 @@ class AutomaticPanel(QGroupBox):
         """Follow the widget's engine: segment needs a model and image, track a SAM 2 stack."""
         seg = self.state.segmenter
         self.segment_button.setEnabled(seg is not None)
+        grid = not self.uses_ais()
+        for spin in (self.points_spin, self.iou_spin, self.stability_spin):
+            spin.setEnabled(grid)
         video = seg is not None and seg.video
         self.track_button.setEnabled(video)
         self.every_spin.setEnabled(video)
@@ -161,10 +201,14 @@ class AutomaticPanel(QGroupBox):
         if labels is None:
             return False
         try:
-            params = self.params()
+            params = self.segment_params()
         except ValueError as exc:
             w.set_status(f"Segment everything: {exc}")
             return False
+        note = ""
+        if self.uses_ais() and (seg.tile_shape is not None or seg.halo is not None):
+            note = f" ({AIS_TILED_FALLBACK})"
+        how = "AIS" if self.uses_ais() and not note else "the point grid"
         key, frame = w.current_key()
         lead = seg.geometry.join(key, frame)
 
@@ -187,11 +231,11 @@ class AutomaticPanel(QGroupBox):
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 return
             where = f" on slice {lead[0] if len(lead) == 1 else lead}" if lead else ""
-            if self._write(labels, {lead: result}, f"Segment everything{where}"):
+            if self._write(labels, {lead: result}, f"Segment everything{where} with {how}{note}"):
                 self.stats["segmented"] += 1
 
         job = Job(run, on_done=done, total=1, exclusive=True, desc="Segmenting everything", meta={"labels": labels})
-        return self._submit(job, "Segmenting everything …")
+        return self._submit(job, f"Segmenting everything with {how} …{note}")
 
     def track_everything(self) -> bool:
         """Track every object through the current stack (SAM 2); each frame is written as it
