@@ -212,3 +212,27 @@ def test_a_nucleus_seen_whole_by_one_tile_and_in_two_pieces_by_the_other_is_one_
         views = [disk] if tile.index == whole_in else [left, right]
         stitcher.add(tile, [_record(v[ys, xs], 0.9 - 0.01 * i) for i, v in enumerate(views)], out)
     assert out.max() == 1 and np.array_equal(out > 0, disk)
+
+
+@pytest.mark.parametrize("rows", [64, 38])
+def test_pieces_painted_by_the_owner_join_when_a_later_tile_sees_the_nucleus_whole(rows):
+    """A seam split: a disk (radius 10) across the core edge at x = 64, centred in tile 0's
+    core. Tile 0 (painted first) sees it in two pieces (top / bottom), both centred in its own
+    core; tile 1 sees it whole (centroid in tile 0's core, so tile 1 does not own it), or its
+    rows above ``rows`` only (38: 67 % of the bottom piece, under ``cover`` but over ``join``).
+    That view joins the two pieces: one label. A second nucleus inside tile 0 keeps its own
+    label, and the ids stay 1..n (the id freed by the join is filled)."""
+    grid = TileGrid((64, 128), 64, (0, 24))
+    yy, xx = np.mgrid[:64, :128]
+    disk = (yy - 32) ** 2 + (xx - 58) ** 2 <= 100
+    top, bottom = disk & (yy < 32), disk & (yy >= 32)
+    other = (yy - 30) ** 2 + (xx - 18) ** 2 <= 64
+    stitcher = TileStitcher(grid, (64, 128))
+    out = np.zeros((64, 128), np.int32)
+    for tile in grid:
+        ys, xs = tile.outer_slices
+        views = [(top, 0.9), (bottom, 0.89), (other, 0.5)] if tile.index == 0 else [(disk & (yy < rows), 0.9)]
+        stitcher.add(tile, [_record(v[ys, xs], q) for v, q in views if v[ys, xs].any()], out)
+    assert sorted(np.unique(out[out > 0]).tolist()) == [1, 2]
+    assert len(np.unique(out[disk])) == 1 and np.array_equal(out == out[32, 58], disk)
+    assert np.array_equal(out == out[30, 18], other)

@@ -13,10 +13,14 @@ A tile's masks are found on its *outer* window (core + halo). Per tile:
    tile that holds its centre, and sees it whole when the halo is at least its radius);
 4. **pasting** (:meth:`LabelBook.paste`) into the window of the image's labels, where earlier
    tiles painted already: a label holding >= ``contained`` of exactly one earlier label (and
-   lying at most ``stray`` of itself on others) is that object, more whole, and grows it
-   (nothing painted is repainted: an interrupted run keeps the full run's labels); a label
-   lying >= ``duplicate`` on earlier labels is an object a neighbour owned already (the two
-   saw its centre on either side of the core edge) and is dropped; else its free pixels
+   lying at most ``stray`` of itself on others) is that object, more whole, and grows it; a
+   label holding >= ``join`` (0.5) of each of two or more earlier labels (and at most ``stray``
+   of itself elsewhere) is one object that earlier tiles saw in pieces (a seam split: the
+   pieces were owned on either side of a core edge, or by a tile that saw the object in
+   pieces): the pieces become one label and it grows (the id freed is filled by the last id,
+   so ids stay 1..n; such a join may relabel pixels painted before, the only repainting); a
+   label lying >= ``duplicate`` on earlier labels is an object a neighbour owned already (the
+   two saw its centre on either side of the core edge) and is dropped; else its free pixels
    become a new label if at least ``min_area``;
 5. **orphans** — a label the tile saw whole but does not own is offered to its owner;
 6. **the whole view wins** — an orphan offered by an earlier tile that covers >= ``cover``
@@ -27,7 +31,7 @@ A tile's masks are found on its *outer* window (core + halo). Per tile:
    in pieces: the present tile's piece of it then lies on the grown label and goes). What is
    left is pasted after the owner's own labels, only where it lies < ``orphan_overlap`` on
    labels already there (the owner missed that object). :class:`TileStitcher` pastes with
-   ``contained`` = ``cover`` and ``stray`` = 0.1 throughout.
+   ``contained`` = ``cover``, ``join`` = 0.5 and ``stray`` = 0.1 throughout.
 
 :class:`TileStitcher` runs steps 1-6 for one tile after another into the image's labels.
 
@@ -140,10 +144,10 @@ class TileStitcher:
     window (and under orphans' boxes). Tiles must come in ``grid`` order."""
 
     def __init__(self, grid, image_hw, min_area: int = 0, edge_margin: int = 2, duplicate: float = 0.5,
-                 orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1) -> None:
+                 orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1, join: float = 0.5) -> None:
         self.grid, self.image_hw, self.min_area = grid, tuple(image_hw), int(min_area)
         self.edge_margin, self.duplicate, self.orphan_overlap = edge_margin, duplicate, orphan_overlap
-        self.cover, self.stray = cover, stray
+        self.cover, self.stray, self.join = cover, stray, join
         self.book = LabelBook()
         self.pending: dict[int, list] = {}  # owner tile -> labels earlier tiles saw whole there
 
@@ -154,7 +158,7 @@ class TileStitcher:
         ys, xs = tile.outer_slices
         window = np.array(read(out[ys, xs]), dtype=np.int64)
         self.book.paste(window, local, self.min_area, contained=self.cover, duplicate=self.duplicate,
-                        stray=self.stray)
+                        stray=self.stray, origin=(ys.start, xs.start), join=self.join)
         self._write(out, (ys, xs), window)
         later = []
         for owner, y0, x0, patch in orphans:
@@ -171,7 +175,7 @@ class TileStitcher:
         sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))
         region = np.array(read(out[sl]), dtype=np.int64)
         self.book.paste(region, patch.astype(np.int32), self.min_area, contained=self.cover,
-                        duplicate=self.orphan_overlap, stray=self.stray)
+                        duplicate=self.orphan_overlap, stray=self.stray, origin=(y0, x0), join=self.join)
         self._write(out, sl, region)
 
     def _write(self, out, sl, labels) -> None:
@@ -179,25 +183,44 @@ class TileStitcher:
         if len(self.book) > top:
             raise ValueError(f"{len(self.book)} labels do not fit the output's dtype {np.dtype(out.dtype)}")
         out[sl] = labels.astype(out.dtype, copy=False)
+        self.book.settle(out)
 
 
 class LabelBook:
-    """The areas of every label pasted so far (index = id; 0 unused): the running id count over
-    the whole image, and what the ``contained`` rule compares with."""
+    """The areas and boxes of every label pasted so far (index = id; 0 unused): the running id
+    count over the whole image, and what the ``contained`` rule compares with. Ids freed by a
+    merge are filled by :meth:`settle` (the last id moves there), so ids stay 1..n."""
 
     def __init__(self) -> None:
         self.areas = [0]
+        self.boxes = [(0, 0, 0, 0)]  # (y0, y1, x0, x1) image pixels, a superset of the label
+        self.renames: list = []  # (merged id, id it joined, its box), for settle()
 
     def __len__(self) -> int:
         return len(self.areas) - 1
 
+    def _box(self, k, oy, ox, sl) -> None:
+        y0, y1, x0, x1 = oy + sl[0].start, oy + sl[0].stop, ox + sl[1].start, ox + sl[1].stop
+        if k == len(self.boxes):
+            self.boxes.append((y0, y1, x0, x1))
+        else:
+            b = self.boxes[k]
+            self.boxes[k] = (min(b[0], y0), max(b[1], y1), min(b[2], x0), max(b[3], x1))
+
     def paste(self, window: np.ndarray, local: np.ndarray, min_area: int = 0,
-              contained: float = 0.9, duplicate: float = 0.5, stray: float = 0.0) -> int:
+              contained: float = 0.9, duplicate: float = 0.5, stray: float = 0.0, origin=(0, 0),
+              join: float | None = None) -> int:
         """Paste a tile's ``local`` labels (from :func:`tile_labels`) into ``window`` (the
-        image's labels under the tile's outer window, changed in place) in id order: step 4
-        of the module docstring. Returns how many new labels were made."""
+        image's labels under the tile's outer window, changed in place; ``origin``: its
+        top-left pixel in the image) in id order: step 4 of the module docstring; a label
+        holding >= ``join`` of each of two or more earlier labels and at most ``stray`` of
+        itself elsewhere is one object seen whole that earlier tiles saw in pieces: the pieces
+        become one label (renamed outside ``window`` by :meth:`settle`). Returns how many new
+        labels were made."""
         first_new = len(self.areas)
         areas = self.areas
+        oy, ox = origin
+        join = contained if join is None else join
         for k, sl in enumerate(ndimage.find_objects(local), start=1):
             if sl is None:
                 continue
@@ -206,18 +229,68 @@ class LabelBook:
             under = view[mask]
             ids, counts = np.unique(under[under > 0], return_counts=True)
             free = mask & (view == 0)
-            held = counts >= contained * np.array([areas[i] for i in ids.tolist()], dtype=np.int64)
+            their = np.array([areas[i] for i in ids.tolist()], dtype=np.int64)
+            held = counts >= contained * their
             size = int(mask.sum())
-            if held.sum() == 1 and int(counts[~held].sum()) <= stray * size:
-                grown = int(free.sum())  # the same object, more whole: that label grows
-                k0 = int(ids[held][0])
-                view[free] = k0
-                areas[k0] += grown
-                continue
+            joined = counts >= join * their
+            if joined.sum() >= 2 and int(counts[~joined].sum()) <= stray * size:
+                held = joined  # one object an earlier tile saw in pieces: they join
+            if held.sum() >= 1 and int(counts[~held].sum()) <= stray * size:
+                pieces = ids[held].tolist()
+                if len(pieces) > 1:
+                    self._merge(window, pieces)
+                if pieces:  # the same object, more whole: that label grows
+                    k0 = pieces[0]
+                    view[free] = k0
+                    areas[k0] += int(free.sum())
+                    self._box(k0, oy, ox, sl)
+                    continue
             if len(ids) and int(counts.sum()) >= duplicate * size:
                 continue  # an object a neighbouring tile painted already
             n_free = int(free.sum())
             if n_free >= max(min_area, 1):
                 areas.append(n_free)
                 view[free] = len(areas) - 1
+                self._box(len(areas) - 1, oy, ox, sl)
         return len(areas) - first_new
+
+    def _merge(self, window: np.ndarray, pieces: list[int]) -> None:
+        """Pieces (ids) joined into the first in ``window``; their pixels outside it are
+        renamed in the image by :meth:`settle`."""
+        k0 = pieces[0]
+        window[np.isin(window, pieces[1:])] = k0
+        for p in pieces[1:]:
+            self.areas[k0] += self.areas[p]
+            b, c = self.boxes[k0], self.boxes[p]
+            self.boxes[k0] = (min(b[0], c[0]), max(b[1], c[1]), min(b[2], c[2]), max(b[3], c[3]))
+            self.areas[p] = 0
+            self.renames.append((p, k0, c))
+
+    def _relabel(self, out, box, old: int, new: int) -> None:
+        y0, y1, x0, x1 = box
+        region = np.array(read(out[y0:y1, x0:x1]))
+        hit = region == old
+        if hit.any():
+            region[hit] = new
+            out[y0:y1, x0:x1] = region.astype(out.dtype, copy=False)
+
+    def settle(self, out) -> None:
+        """After a paste was written to ``out``: merged pieces renamed outside the window, and
+        the last ids moved into the ids the merges freed (ids stay 1..n)."""
+        renames, self.renames = self.renames, []
+        for p, k0, box in renames:
+            self._relabel(out, box, p, k0)
+        for hole in sorted((p for p, _, _ in renames), reverse=True):
+            self._trim()
+            last = len(self.areas) - 1
+            if hole >= last:
+                continue
+            self._relabel(out, self.boxes[last], last, hole)
+            self.areas[hole], self.boxes[hole] = self.areas[last], self.boxes[last]
+            self.areas[last] = 0
+        self._trim()
+
+    def _trim(self) -> None:
+        while len(self.areas) > 1 and self.areas[-1] == 0:
+            self.areas.pop()
+            self.boxes.pop()

@@ -13,7 +13,9 @@ For each tile of a :class:`~napari_sam.engine.image.tiling.TileGrid` (row-major 
    go, the rest become the window's labels by the one-image rule, the tile keeps those whose
    centroid lies in its core; a label lying mostly on labels an earlier tile painted is that
    object seen again, and is dropped; a label seen whole by one tile and in pieces by its
-   owner replaces the pieces (``cover``: the share of each piece it must cover);
+   owner replaces the pieces (``cover``: the share of each piece it must cover), and one
+   lying on two or more earlier labels, holding half of each or more and little else, joins
+   them into one (a seam split: an object's pieces owned on either side of a core edge);
 4. the labels under the outer window are written to ``out`` (a numpy or zarr array, or a new
    int32 array), and ``progress(tiles_done, n_tiles)`` is called.
 
