@@ -131,6 +131,30 @@ def test_division_without_lookback_is_placed_where_seen():
     assert tracker.lineage().rows() == [(1, 0, 5, 0), (2, 0, 9, 0), (3, 6, 9, 1), (4, 6, 9, 1)]
 
 
+def test_a_division_seen_in_two_pieces_first_is_compared_with_the_uncut_mother():
+    # the daughters touch on 4-5; on 6 they are 1 px apart (two pieces, too close for a
+    # split: the track keeps its largest region, one daughter); they part on 7. The mother's
+    # mask on 6 cut to one daughter is under the daughters' sum; its uncut mask (both pieces)
+    # is their sum: the division is found and placed on 4, not turned down as a swallow
+    truth, lin = division_movie()
+    shape = truth.shape[1:]
+    for t, half in ((6, 6), (7, 9), (8, 11), (9, 13)):
+        truth[t] = np.where(disc(shape, 38, 60, 5), 2, 0)
+        truth[t][disc(shape, 20, 30 - half, 5)] = 3
+        truth[t][disc(shape, 20, 30 + half, 5)] = 4
+    gap = np.flatnonzero(~(truth[6] > 0).any(0)[19:42]) + 19
+    assert list(gap) == [30]  # one empty column between the pieces on frame 6
+    cut = max((truth[6] == 3).sum(), (truth[6] == 4).sum())
+    assert cut < TrackingParams().division_cover * ((truth[7] == 3).sum() + (truth[7] == 4).sum())
+    tracker, pred, _ = track(truth, TrackingParams(every=0, min_area=10), lin)
+    assert tracker.parents == {3: 1, 4: 1}
+    assert tracker.lineage().rows() == [(1, 0, 3, 0), (2, 0, 9, 0), (3, 4, 9, 1), (4, 4, 9, 1)]
+    assert ids_of(pred, truth, 3) == [3] * 6 and ids_of(pred, truth, 4) == [4] * 6
+    for d in (3, 4):  # on frame 6 each daughter has its own piece (the cut one came back)
+        a, b = pred[6] == d, truth[6] == d
+        assert (a & b).sum() / (a | b).sum() > 0.9, d
+
+
 def swallow_movie(T=10):
     """Cell 1 (r 5) alone until frame 3; from frame 4 a neighbour, cell 5, sits against it
     (touching on frames 4-5, then moving away 2 px a frame); the stand-in session's mask of

@@ -248,7 +248,7 @@ def test_segment_everything_keeps_hand_labels(sam, qtbot, auto_params):
 
 
 def test_track_everything_keeps_hand_labels_and_paint(sam, qtbot, auto_params):
-    s = tracked_sample(8)  # frames come out up to 4 late (the tracker's division look-back)
+    s = tracked_sample(8)  # frames come out up to 8 late (the tracker's division look-back)
     viewer, w, hand, _ = open_with_hand_layer(sam, s)
     w.layers.labels_combo.set_layer(hand)
     configure(w, auto_params, every=2)

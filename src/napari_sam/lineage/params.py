@@ -18,16 +18,16 @@ class LineageParams:
       empty pixels apart (nearest pixel centres' distance minus 1); 0 accepts touching parts.
     * ``split_min_cover`` (0.7): for a re-detection split, the share of each detection that
       lies inside the mother's mask.
-    * ``division_lookback`` (4 frames): the automatic tracker holds back this many frames
+    * ``division_lookback`` (8 frames): the automatic tracker holds back this many frames
       before giving them out, so that a division seen late (SAM 2 keeps one mask over the
       touching daughters until they part) can be moved back to the frame it happened; 0: a
       division is placed where the split is seen.
-    * ``division_cover`` (0.75): on a held frame the mother's mask covered both daughters when
+    * ``division_cover`` (0.65): on a held frame the mother's mask covered both daughters when
       it is at least this share of their summed area (and elongated, below); a division moved
       back to a frame before which the mother was under this share of its parts is a mask
       that took over a neighbour (a cell about to divide is as large as its daughters
       together): none.
-    * ``division_min_elongation`` (1.4): ... and its principal axes' ratio is at least this
+    * ``division_min_elongation`` (1.3): ... and its principal axes' ratio is at least this
       (two touching daughters side by side: ~2; a cell rounded up to divide: ~1).
     * ``separate_rejected`` (True): a split turned down as a division (a mask that took
       over a neighbour, a part under another track, two cells on every held frame) still
@@ -52,9 +52,9 @@ class LineageParams:
     split_min_ratio: float = 0.4
     split_min_separation: float = 2.0
     split_min_cover: float = 0.7
-    division_lookback: int = 4
-    division_cover: float = 0.75
-    division_min_elongation: float = 1.4
+    division_lookback: int = 8
+    division_cover: float = 0.65
+    division_min_elongation: float = 1.3
     separate_rejected: bool = True
     max_gap: int = 3
     max_gap_distance: float = 15.0

@@ -19,7 +19,9 @@ Rules (all in :class:`TrackingParams`, which inherits the lineage rules' paramet
   ``division_lookback`` frames are held back before they are yielded (SAM 2 keeps one mask
   over touching daughters, so a split is seen late); on a split the division moves back over
   the held frames on which the mother's mask covered both daughters (``division_cover`` of
-  their summed area, elongated: ``division_min_elongation``), the mother's pixels there shared
+  their summed area, elongated: ``division_min_elongation``; the mask *uncut*: with the parts
+  that ``one_region`` dropped, as a cell parting shows two pieces before they are far enough
+  apart to split), the mother's pixels there shared
   between them (seeded watershed). A split whose mother was much smaller on the frame before
   (it took over a neighbour), lay partly under another track, or covered two cells on every
   held frame, is no division; with ``separate_rejected`` (default) its mask is still split:
@@ -306,7 +308,7 @@ class AutoTracker:
                         restart = ti  # re-track this frame with the newcomers as prompts
                         break
                 labels, gone = book.observe(ti, labels, ids)
-                for item in buffer.push(ti, labels):
+                for item in buffer.push(ti, labels, raw if p.one_region else None):
                     yield self._emit(*item, n, start, progress)
                 for i in gone:
                     session.remove_object(i)

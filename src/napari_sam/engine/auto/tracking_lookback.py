@@ -5,7 +5,9 @@ only once they have parted, frames after the division. The tracker holds back it
 ``division_lookback`` frames (:class:`FrameBuffer`) and, when a track splits on frame ``t``,
 :func:`walk_back` looks at the mother's mask on the held frames: while it is about as large
 as the two daughters together (``>= division_cover`` x their summed area on ``t``) it covered
-both, and the division moves back to that frame. There the mother's pixels are shared between
+both, and the division moves back to that frame. The mother's mask there is its *uncut* one
+(:meth:`FrameBuffer.mask`): daughters parting show two pieces, too close for a split, frames
+before the split; the tracker cut that mask to its largest piece, one daughter. There the mother's pixels are shared between
 the daughters (:func:`share_mask`: a seeded watershed on the distance transform of the mask,
 seeded with each daughter's pixels on the next frame). :func:`swallowed` tells a mask that
 took over a neighbour from a division: the mother's area had been as large before (it never
@@ -29,16 +31,37 @@ class FrameBuffer:
         self.size = max(int(size), 0)
         self.frames: deque[tuple[int, np.ndarray]] = deque()
         self.previous: tuple[int, np.ndarray] | None = None
+        self.uncut: dict[int, np.ndarray] = {}  # frame -> the tracks' labels before any cut
 
-    def push(self, t: int, labels: np.ndarray) -> list[tuple[int, np.ndarray]]:
-        """Hold frame ``t``; returns the frames that leave the buffer (to be given out)."""
+    def push(self, t: int, labels: np.ndarray, uncut: np.ndarray | None = None) -> list[tuple[int, np.ndarray]]:
+        """Hold frame ``t`` (``uncut``: its labels before each track was cut to its largest
+        region, see :meth:`mask`); returns the frames that leave the buffer (to be given out)."""
         self.frames.append((t, labels))
+        if uncut is not None:
+            self.uncut[t] = uncut
         out = []
         while len(self.frames) > self.size:
             out.append(self.frames.popleft())
         if out:
             self.previous = out[-1]
+        keep = {f for f, _ in self.frames} | ({self.previous[0]} if self.previous else set())
+        for f in [f for f in self.uncut if f not in keep]:
+            del self.uncut[f]
         return out
+
+    def mask(self, t: int, obj_id: int) -> np.ndarray | None:
+        """Track ``obj_id``'s whole mask on frame ``t`` (held or the last given out; else
+        None): its labels plus the pixels its uncut mask had there that no label took (the
+        parts ``keep_largest_regions`` dropped). A cell that has begun to divide is already
+        in two pieces before the split is accepted; its cut mask is one daughter."""
+        labels = self.get(t)
+        if labels is None:
+            return None
+        m = labels == obj_id
+        uncut = self.uncut.get(t)
+        if uncut is not None and m.any():  # (an empty cut mask stays empty: dropped on purpose)
+            m |= (uncut == obj_id) & (labels == 0)
+        return m
 
     def flush(self) -> list[tuple[int, np.ndarray]]:
         out = list(self.frames)
@@ -117,7 +140,7 @@ def walk_back(buffer: FrameBuffer, mother: int, t: int, parts, born: int, cover:
         labels = buffer.held(f) if f > born else None
         if labels is None:
             return out, False  # given out already (it cannot change), or the mother's first frame
-        m = labels == mother
+        m = buffer.mask(f, mother)
         if m.sum() < need or elongation(m) < min_elongation:
             return out, True
         shared = share_mask(m, a, b)
@@ -138,7 +161,7 @@ def swallowed(buffer: FrameBuffer, mother: int, first: int, parts, cover: float)
     if prev is None:
         return False
     total = int(parts[0].sum()) + int(parts[1].sum())
-    before = int((prev == mother).sum())
+    before = int(buffer.mask(first - 1, mother).sum())  # uncut: a dividing cell may be in two pieces
     if 0 < before < cover * total:
         return True
     for part in parts:
