@@ -47,48 +47,49 @@ def _merge(x: torch.Tensor) -> torch.Tensor:
     return x.transpose(1, 2).reshape(b, t, n * c)
 
 
-class CrossAttention(nn.Module):
-    """Latents attend to memory tokens (``norm_x``, ``norm_latents``, ``to_q``, ``to_kv``, ``to_out``)."""
+class _Attention(nn.Module):
+    """The projections both attentions share (``to_q``, ``to_kv``, ``to_out``, no biases)."""
 
     def __init__(self, dim: int, dim_head: int, heads: int) -> None:
         super().__init__()
         self.heads = heads
         inner = dim_head * heads
-        self.norm_x = nn.LayerNorm(dim)
-        self.norm_latents = nn.LayerNorm(dim)
         self.to_q = nn.Linear(dim, inner, bias=False)
         self.to_kv = nn.Linear(dim, inner * 2, bias=False)
         self.to_out = nn.Linear(inner, dim, bias=False)
 
-    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
-        q = _heads(self.to_q(self.norm_latents(latents)), self.heads)
-        k, v = (_heads(t, self.heads) for t in self.to_kv(self.norm_x(x)).chunk(2, dim=-1))
+    def attend(self, queries: torch.Tensor, keys: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        """``queries`` attend to ``keys`` (both normed already); ``pos`` is added to keys and values."""
+        q = _heads(self.to_q(queries), self.heads)
+        k, v = (_heads(t, self.heads) for t in self.to_kv(keys).chunk(2, dim=-1))
         if pos is not None:
             pos = _heads(pos, self.heads)
             k, v = k + pos, v + pos
         return self.to_out(_merge(F.scaled_dot_product_attention(q, k, v)))
 
 
-class SelfAttention(nn.Module):
-    """Self attention among the latents (``norm``, ``to_q``, ``to_kv``, ``to_out``)."""
+class CrossAttention(_Attention):
+    """Latents attend to memory tokens (``norm_x``, ``norm_latents`` and the shared projections)."""
 
     def __init__(self, dim: int, dim_head: int, heads: int) -> None:
-        super().__init__()
-        self.heads = heads
-        inner = dim_head * heads
+        super().__init__(dim, dim_head, heads)
+        self.norm_x = nn.LayerNorm(dim)
+        self.norm_latents = nn.LayerNorm(dim)
+
+    def forward(self, latents: torch.Tensor, x: torch.Tensor, pos: torch.Tensor | None = None) -> torch.Tensor:
+        return self.attend(self.norm_latents(latents), self.norm_x(x), pos)
+
+
+class SelfAttention(_Attention):
+    """Self attention among the latents (``norm`` and the shared projections)."""
+
+    def __init__(self, dim: int, dim_head: int, heads: int) -> None:
+        super().__init__(dim, dim_head, heads)
         self.norm = nn.LayerNorm(dim)
-        self.to_q = nn.Linear(dim, inner, bias=False)
-        self.to_kv = nn.Linear(dim, inner * 2, bias=False)
-        self.to_out = nn.Linear(inner, dim, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.norm(x)
-        if x.shape[1] == 1:  # one token: attention returns its value
-            inner = self.to_out.in_features
-            return self.to_out(F.linear(x, self.to_kv.weight[inner:]))
-        q = _heads(self.to_q(x), self.heads)
-        k, v = (_heads(t, self.heads) for t in self.to_kv(x).chunk(2, dim=-1))
-        return self.to_out(_merge(F.scaled_dot_product_attention(q, k, v)))
+        return self.attend(x, x)
 
 
 class PerceiverLayer(nn.Module):
