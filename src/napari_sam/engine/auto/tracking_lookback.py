@@ -7,12 +7,12 @@ only once they have parted, frames after the division. The tracker holds back it
 as the two daughters together (``>= division_cover`` x their summed area on ``t``) it covered
 both, and the division moves back to that frame. The mother's mask there is its *uncut* one
 (:meth:`FrameBuffer.mask`): daughters parting show two pieces, too close for a split, frames
-before the split; the tracker cut that mask to its largest piece, one daughter. There the mother's pixels are shared between
-the daughters (:func:`share_mask`: a seeded watershed on the distance transform of the mask,
+before the split; the tracker cut that mask to its largest piece, one daughter. There the
+mother's pixels are shared between the daughters (:func:`share_mask`: a seeded watershed on the distance transform of the mask,
 seeded with each daughter's pixels on the next frame). :func:`swallowed` tells a mask that
 took over a neighbour from a division: the mother's area had been as large before (it never
-grew), or one part lay under another track on the frame before. A split turned down still splits the mask (the tracker's
-``separate_rejected``): :func:`keeper` picks the part the mother's track keeps.
+grew), or one part lay under another track on the frame before. A split turned down still
+splits the mask (the tracker's ``separate_rejected``): :func:`keeper` picks the part the mother's track keeps.
 """
 
 from __future__ import annotations
