@@ -1,7 +1,8 @@
 """``napari-sam segment --auto`` with a micro-sam model that has an instance-segmentation
-decoder: AIS by default, ``--point-grid`` for SAM's point grid, point-grid options without it
-refused, tiles falling back to the point grid (said on stderr). Random-weight vit_t_lm file
-in torch_em's format (encoder + ``decoder_state``)."""
+decoder: AIS by default, tiled too (``--tile``), ``--point-grid`` for SAM's point grid,
+point-grid options without it refused. Random-weight vit_t_lm file in torch_em's format
+(encoder + ``decoder_state``); for full runs a tiny SAM 1 (S = 128) given by ``--model-config``
+with a torch_em-format checkpoint (whose decoder the config path must keep)."""
 
 from __future__ import annotations
 
@@ -58,3 +59,77 @@ def test_point_grid_flag_and_point_grid_options_without_it(lm, capsys):
                               max_mask_fraction=1.0).generate(lm["image"], contrast_limits=lims, features=feats)
     assert grid.max() >= 1
     np.testing.assert_array_equal(tifffile.imread(d / "grid.tif"), grid)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory):
+    """A --model-config tiny SAM 1 (make_ais_golden's, S = 128) and its torch_em checkpoint with
+    micro-sam's decoder; the tiled golden image and the small sample image as TIFFs."""
+    from golden.make_ais_golden import TINY_SAM1, decoder_state, sample_image, tiny_sam1
+    from golden.make_ais_tiled_golden import tiled_image
+
+    from napari_sam.jobs import write_model_config
+    from napari_sam.models.sam1 import Sam1Config
+
+    d = tmp_path_factory.mktemp("cli_ais_tiny")
+    write_model_config(d / "tiny.json", "sam1", Sam1Config(**TINY_SAM1), name="tiny_lm")
+    sd = tiny_sam1().state_dict()
+    torch.save({"model_state": {f"sam.{k}": v for k, v in sd.items()}, "decoder_state": decoder_state(False)},
+               d / "tiny_lm.pt")
+    torch.save(sd, d / "tiny_flat.pt")
+    big, small = tiled_image(), sample_image()[..., 0]
+    tifffile.imwrite(d / "big.tif", big)
+    tifffile.imwrite(d / "small.tif", small)
+    return {"dir": d, "big": big, "small": small,
+            "model": ["--model-config", str(d / "tiny.json"), "--checkpoint", str(d / "tiny_lm.pt"), "--device", "cpu"]}
+
+
+def test_model_config_keeps_the_checkpoints_decoder(tiny):
+    """jobs.ModelSpec.load with a config: the torch_em file's decoder_state is kept (checked
+    against the encoder's width), a flat file has none, a decoder of another width is refused."""
+    from golden.make_ais_golden import decoder_state
+
+    from napari_sam.checkpoints import CheckpointError
+    from napari_sam.jobs import ModelSpec
+
+    d = tiny["dir"]
+    model = ModelSpec(config=str(d / "tiny.json"), checkpoint=str(d / "tiny_lm.pt"), device="cpu").load()
+    want = decoder_state(False)
+    assert model.ais_decoder_state is not None and set(model.ais_decoder_state) == set(want)
+    assert all(torch.equal(model.ais_decoder_state[k], v) for k, v in want.items())
+    flat = ModelSpec(config=str(d / "tiny.json"), checkpoint=str(d / "tiny_flat.pt"), device="cpu").load()
+    assert flat.ais_decoder_state is None
+    wide = dict(want)
+    wide["base.block.1.weight"] = torch.zeros(wide["base.block.1.weight"].shape[0], 128,
+                                              *wide["base.block.1.weight"].shape[2:])
+    torch.save({"model_state": {f"sam.{k}": v for k, v in flat.state_dict().items()}, "decoder_state": wide},
+               d / "wide.pt")
+    with pytest.raises(CheckpointError, match=r"wide.pt.*128-channel"):
+        ModelSpec(config=str(d / "tiny.json"), checkpoint=str(d / "wide.pt"), device="cpu").load()
+
+
+def test_tiled_ais_through_the_cli(tiny, capsys):
+    """--tile H W --halo H W with a decoder model: AIS tile by tile (AisSegmenter's labels with
+    that tiling), no point-grid fallback; --tile auto on an image that fits one window runs
+    AIS whole and says nothing of a fallback."""
+    from napari_sam.engine.auto.ais import AisSegmenter
+    from napari_sam.jobs import ModelSpec
+
+    d = tiny["dir"]
+    model = ModelSpec(config=str(d / "tiny.json"), checkpoint=str(d / "tiny_lm.pt"), device="cpu").load()
+    lims = ["--contrast-limits", "0", "255"]
+    assert cli.main(["segment", str(d / "big.tif"), "-o", str(d / "big_labels.tif"), "--auto", *tiny["model"],
+                     "--tile", "96", "96", "--halo", "16", "16", *lims]) == 0
+    err = capsys.readouterr().err
+    assert "point grid" not in err and "9 tiles" in err
+    want = AisSegmenter(model, tile_shape=(96, 96), halo=(16, 16)).generate(tiny["big"], contrast_limits=(0, 255))
+    assert want.max() >= 10
+    np.testing.assert_array_equal(tifffile.imread(d / "big_labels.tif"), want)
+
+    assert cli.main(["segment", str(d / "small.tif"), "-o", str(d / "small_labels.tif"), "--auto", *tiny["model"],
+                     "--tile", "auto", *lims]) == 0
+    err = capsys.readouterr().err
+    assert "does not run on tiles" not in err and "point grid" not in err
+    want = AisSegmenter(model).generate(tiny["small"], contrast_limits=(0, 255))
+    assert want.max() >= 2
+    np.testing.assert_array_equal(tifffile.imread(d / "small_labels.tif"), want)

@@ -49,9 +49,24 @@ class ModelSpec:
         if self.checkpoint is None:
             raise ValueError("--model-config needs --checkpoint (the weights of that architecture)")
         model = build_from_config(self.config)
-        sd = checkpoints.read_state_dict(self.checkpoint)
-        checkpoints.load_into(model, sd, model.name, str(self.checkpoint))
+        ckpt = checkpoints.read_checkpoint(self.checkpoint)
+        checkpoints.load_into(model, ckpt.state_dict, model.name, str(self.checkpoint))
+        model.ais_decoder_state = _config_decoder(model, ckpt.decoder_state, str(self.checkpoint))
         return model.to(resolve_device(self.device))
+
+
+def _config_decoder(model, decoder, source: str):
+    """A --model-config checkpoint's micro-sam decoder, checked against the model's encoder (as
+    :func:`napari_sam.registry.load_model` does), or None when the file has none."""
+    from . import checkpoints
+
+    if decoder is None:
+        return None
+    if getattr(model, "family", None) != "sam1":
+        raise checkpoints.CheckpointError(
+            f"{source}: holds micro-sam's instance-segmentation decoder_state, which runs on SAM 1 "
+            f"embeddings; the --model-config model is {getattr(model, 'family', '?')!r}")
+    return checkpoints.check_decoder(decoder, model.config.out_chans, model.name, source)
 
 
 class ModelCache:

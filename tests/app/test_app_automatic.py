@@ -108,7 +108,7 @@ def _ais_model():
 
 def test_segment_everything_uses_ais_when_the_model_has_a_decoder(tmp_path):
     """A model with micro-sam's decoder: AIS by default (labels = AisSegmenter's on the stored
-    features); the point grid when asked (point_grid, point-grid parameters) or tiled."""
+    features), tiled too; the point grid when asked (point_grid, point-grid parameters)."""
     from golden.make_ais_golden import sample_image
 
     from napari_sam.app.automatic import make_segmenter, segmenter_method
@@ -122,9 +122,13 @@ def test_segment_everything_uses_ais_when_the_model_has_a_decoder(tmp_path):
     assert isinstance(make_segmenter(model, point_grid=True), AutomaticSegmenter)
     assert isinstance(make_segmenter(model, AutomaticParams(points_per_side=4)), AutomaticSegmenter)
     assert isinstance(make_segmenter(model, points_per_side=4), AutomaticSegmenter)
-    assert segmenter_method(model, AisParams(), tile_shape=(64, 64), halo=(8, 8)) == "grid"  # untiled only
-    tiled = make_segmenter(model, AisParams(), tile_shape=(64, 64), halo=(8, 8))
-    assert isinstance(tiled, AutomaticSegmenter) and tiled.tile_shape is not None
+    assert segmenter_method(model, AisParams(), tile_shape=(64, 64), halo=(8, 8)) == "ais"  # tiles: AIS too
+    tiled = make_segmenter(model, AisParams(min_size=5), tile_shape=(64, 64), halo=(8, 8))
+    assert isinstance(tiled, AisSegmenter) and (tiled.tile_shape, tiled.halo, tiled.params.min_size) == (
+        (64, 64), (8, 8), 5)
+    assert isinstance(make_segmenter(model, tile_shape="auto"), AisSegmenter)
+    grid_tiled = make_segmenter(model, AisParams(), tile_shape=(64, 64), halo=(8, 8), point_grid=True)
+    assert isinstance(grid_tiled, AutomaticSegmenter) and grid_tiled.tile_shape == (64, 64)
     model.ais_decoder_state, plain = None, model
     assert segmenter_method(plain) == "grid"
 
@@ -142,5 +146,27 @@ def test_segment_everything_uses_ais_when_the_model_has_a_decoder(tmp_path):
         np.testing.assert_array_equal(grid, AutomaticSegmenter(model, **FAST).generate(
             image, contrast_limits=store.contrast_limits, features=store.get(0)))
         assert not np.array_equal(grid, labels)
+    finally:
+        s.close()
+
+
+def test_tiled_session_segments_everything_with_ais(tmp_path):
+    """A tiled session (the widget's tiling) runs AIS tile by tile on its tiled store's
+    features: the labels of AisSegmenter with that tiling, progress per tile."""
+    from golden.make_ais_tiled_golden import HALO, TILE, tiled_image
+
+    from napari_sam.engine.auto.ais import AisSegmenter
+
+    model = _ais_model()
+    image = tiled_image()
+    s = StackSession(model, image[None], cache_root=tmp_path, tile_shape=TILE, halo=HALO)
+    try:
+        calls = []
+        labels = s.segment_everything((), 0, progress=lambda d, t: calls.append((d, t)))
+        store = s.store(())
+        assert store.grid is not None and len(store.grid) == 9
+        want = AisSegmenter(model, tile_shape=TILE, halo=HALO).generate(image, contrast_limits=store.contrast_limits)
+        np.testing.assert_array_equal(labels, want)
+        assert labels.max() >= 10 and calls == [(i, 9) for i in range(1, 10)]
     finally:
         s.close()

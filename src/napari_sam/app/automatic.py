@@ -13,8 +13,8 @@ tile); a tiled store's features are read per tile. The tracker takes the tiling 
 until then a tiled tracking run is refused (:func:`check_tracker_tiling`).
 
 AIS: a model with micro-sam's decoder (``load_model("vit_b_lm")``) segments everything with it
-(:class:`~napari_sam.engine.auto.ais.AisSegmenter`) unless the point grid is asked for
-(``point_grid=True``, point-grid parameters, or tiles: AIS runs untiled only for now).
+(:class:`~napari_sam.engine.auto.ais.AisSegmenter`, tiled or not) unless the point grid is
+asked for (``point_grid=True`` or point-grid parameters).
 """
 
 from __future__ import annotations
@@ -38,10 +38,6 @@ def auto_params(model, params=None, **changes):
     return AutomaticParams.for_model(model, **{**(params or {}), **changes})
 
 
-AIS_TILED_FALLBACK = ("AIS (the model's instance-segmentation decoder) does not run on tiles yet: "
-                      "segmenting everything with the point grid on each tile")
-
-
 def has_ais_decoder(model) -> bool:
     """Whether ``model`` carries micro-sam's instance-segmentation decoder (``ais_decoder_state``)."""
     return getattr(model, "ais_decoder_state", None) is not None
@@ -49,13 +45,13 @@ def has_ais_decoder(model) -> bool:
 
 def segmenter_method(model, params=None, tile_shape=None, halo=None, point_grid=None, **changes) -> str:
     """``"ais"`` or ``"grid"``: which segmenter :func:`make_segmenter` builds. AIS when the model
-    has a decoder, unless ``point_grid`` is true, point-grid parameters are given (an
-    AutomaticParams or its fields in ``changes``) or the image is tiled (AIS runs untiled only:
-    the point grid then, see :data:`AIS_TILED_FALLBACK`)."""
+    has a decoder, unless ``point_grid`` is true or point-grid parameters are given (an
+    AutomaticParams or its fields in ``changes``); tiled or not (``tile_shape`` / ``halo`` do
+    not change the method)."""
     from napari_sam.engine.auto.ais import AisParams
     from napari_sam.engine.auto.segmenter import AutomaticParams
 
-    if point_grid or not has_ais_decoder(model) or tile_shape is not None or halo is not None:
+    if point_grid or not has_ais_decoder(model):
         return "grid"
     if isinstance(params, AisParams):
         return "ais"
@@ -70,21 +66,19 @@ def make_segmenter(model, params=None, tile_shape=None, halo=None, point_grid=No
     (micro-sam's decoder, ``params`` an AisParams or None, ``changes`` its fields) where
     :func:`segmenter_method` says ``"ais"``, else an
     :class:`~napari_sam.engine.auto.segmenter.AutomaticSegmenter` (the point grid) with
-    :func:`auto_params` and the tiling ``tile_shape`` / ``halo`` (None: the whole image).
-    ``point_grid=True``: the point grid even when the model has a decoder."""
+    :func:`auto_params`; either with the tiling ``tile_shape`` / ``halo`` (None: the whole
+    image). ``point_grid=True``: the point grid even when the model has a decoder."""
     from napari_sam.engine.auto.ais import AisParams, AisSegmenter
     from napari_sam.engine.auto.segmenter import AutomaticSegmenter
 
+    tiles = {} if tile_shape is None and halo is None else {"tile_shape": tile_shape, "halo": halo}
     if segmenter_method(model, params, tile_shape, halo, point_grid, **changes) == "ais":
-        return AisSegmenter(model, params if isinstance(params, AisParams) else None, **changes)
+        return AisSegmenter(model, params if isinstance(params, AisParams) else None, **tiles, **changes)
     if isinstance(params, AisParams):
-        params = None  # AIS asked for, but tiled: the point grid with the model's defaults
+        params = None  # AIS parameters, but the point grid asked for: its model defaults
     ais_fields = set(AisParams.__dataclass_fields__)
     changes = {k: v for k, v in changes.items() if k not in ais_fields}
-    params = auto_params(model, params, **changes)
-    if tile_shape is None and halo is None:
-        return AutomaticSegmenter(model, params)
-    return AutomaticSegmenter(model, params, tile_shape=tile_shape, halo=halo)
+    return AutomaticSegmenter(model, auto_params(model, params, **changes), **tiles)
 
 
 def stored_features(store, t: int) -> dict:

@@ -158,6 +158,10 @@ def _auto_options(sp) -> None:
         if f.name == "max_mask_fraction":
             g.add_argument("--max-mask-fraction", type=float, default=None, help=f"default {f.default}")
             continue
+        if "bool" in str(f.type):  # a switch: --name / --no-name, unset keeps the model's default
+            g.add_argument("--" + f.name.replace("_", "-"), action=argparse.BooleanOptionalAction, default=None,
+                           help="default: " + ("on when tiled, off untiled" if f.default is None else str(f.default)))
+            continue
         typ = int if f.type in ("int", int) else float
         g.add_argument("--" + f.name.replace("_", "-"), type=typ, default=None, help=f"default {f.default:g}")
 

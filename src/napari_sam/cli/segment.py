@@ -25,7 +25,7 @@ def cmd_segment(args) -> int:
         if len(inputs) > 1:
             raise InputError("--prompts works on one input")
         return _segment_prompts(args, models.get(model_spec), inputs[0], outs[0], tiles)
-    params = _method(args, models.get(model_spec), auto_changes(args), tiles)
+    params = _method(args, models.get(model_spec), auto_changes(args))
     stores = cached_stores(args, models, model_spec, inputs, tiles)
     if args.embeddings_cache:  # the cache's stores are outputs too
         check_paths(args, [("the output", o) for o in outs] + [("the cached embedding store", s) for s in stores])
@@ -56,24 +56,16 @@ def cmd_segment(args) -> int:
     return 0
 
 
-def _method(args, model, params: dict, tiles) -> dict:
-    """``params`` with ``point_grid=True`` for ``--point-grid``. A model with a decoder runs AIS:
-    point-grid options without ``--point-grid`` are refused (they would be ignored); with tiles
-    the point grid is used, said on stderr."""
-    import sys
-
-    from ..app.automatic import AIS_TILED_FALLBACK, has_ais_decoder
+def _method(args, model, params: dict) -> dict:
+    """``params`` with ``point_grid=True`` for ``--point-grid``. A model with a decoder runs AIS,
+    tiled or not: point-grid options without ``--point-grid`` are refused (they would be
+    ignored)."""
+    from ..app.automatic import has_ais_decoder
     from ..io import InputError
 
     if getattr(args, "point_grid", False):
         return {**params, "point_grid": True}
-    if not has_ais_decoder(model):
-        return params
-    if tiles != (None, None):
-        if not args.quiet:
-            print(f"napari-sam segment: {AIS_TILED_FALLBACK}", file=sys.stderr)
-        return params
-    if params:
+    if has_ais_decoder(model) and params:
         flags = " ".join("--" + k.replace("_", "-") for k in params)
         raise InputError(f"{flags}: point-grid options, but this model segments everything with its "
                          "instance-segmentation decoder (AIS): add --point-grid to use the point grid")

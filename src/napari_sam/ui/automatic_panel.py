@@ -29,7 +29,7 @@ from qtpy.QtWidgets import (
     QVBoxLayout,
 )
 
-from napari_sam.app.automatic import AIS_TILED_FALLBACK, auto_params, has_ais_decoder
+from napari_sam.app.automatic import auto_params, has_ais_decoder
 from napari_sam.app.ids import id_limit, next_free_id, shift_ids, shift_past
 
 from . import labels_writer as lw
@@ -205,10 +205,7 @@ class AutomaticPanel(QGroupBox):
         except ValueError as exc:
             w.set_status(f"Segment everything: {exc}")
             return False
-        note = ""
-        if self.uses_ais() and (seg.tile_shape is not None or seg.halo is not None):
-            note = f" ({AIS_TILED_FALLBACK})"
-        how = "AIS" if self.uses_ais() and not note else "the point grid"
+        how = "AIS" if self.uses_ais() else "the point grid"
         key, frame = w.current_key()
         lead = seg.geometry.join(key, frame)
 
@@ -231,11 +228,11 @@ class AutomaticPanel(QGroupBox):
             if labels not in w.viewer.layers or w.segmenter is not seg:
                 return
             where = f" on slice {lead[0] if len(lead) == 1 else lead}" if lead else ""
-            if self._write(labels, {lead: result}, f"Segment everything{where} with {how}{note}"):
+            if self._write(labels, {lead: result}, f"Segment everything{where} with {how}"):
                 self.stats["segmented"] += 1
 
         job = Job(run, on_done=done, total=1, exclusive=True, desc="Segmenting everything", meta={"labels": labels})
-        return self._submit(job, f"Segmenting everything with {how} …{note}")
+        return self._submit(job, f"Segmenting everything with {how} …")
 
     def track_everything(self) -> bool:
         """Track every object through the current stack (SAM 2); each frame is written as it

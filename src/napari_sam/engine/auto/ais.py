@@ -19,6 +19,11 @@ The Gaussian is vigra's / bioimage-cpp's (the filter micro-sam calls): kernel ra
 ``ceil(3 * sigma)``, mirrored borders (scipy's ``mode="mirror"``). micro-sam's watershed
 quantises heights to 65,536 levels and breaks ties in an unspecified order; skimage's does
 neither, so labels may differ on a few tie pixels (measured: see tests/engine/test_ais.py).
+
+Tiles (``tile_shape`` / ``halo``, micro-sam's meaning; ``"auto"``: from the image and the
+model): the decoder runs on each tile's own embedding, the maps are stitched core by core and
+one watershed labels the whole image (:mod:`.ais_tiled`, micro-sam's
+``TiledInstanceSegmentationWithDecoder``).
 """
 
 from __future__ import annotations
@@ -35,8 +40,12 @@ from skimage.measure import label as connected_components
 from skimage.segmentation import relabel_sequential, watershed
 
 from ...models.ais import AisDecoder, build_ais_decoder
+from ..frames import read
 from ..image.family import transform_for
 from ..image.preprocess import to_uint8_rgb
+from ..image.tiling import resolve_tiling
+from .ais_tiled import generate_ais_tiled
+from .tiled import check_image, write_whole
 
 Progress = Callable[[int, int], object]
 
@@ -104,9 +113,14 @@ class AisSegmenter:
     ``model``: a SAM 1 family model from :func:`napari_sam.load_model` that carries micro-sam's
     decoder (``model.ais_decoder_state``, e.g. ``load_model("vit_b_lm")``); ``params``: fields
     of :class:`AisParams`. The decoder runs on the model's device in float32.
+
+    ``tile_shape`` / ``halo`` ((h, w) image pixels, micro-sam's meaning; ``"auto"``: from the
+    image and the model, see :mod:`napari_sam.engine.image.tiling`): each tile's outer window
+    is embedded at its own resolution, the decoder's maps are stitched core by core and
+    labelled at once (:mod:`.ais_tiled`). None: the whole image at once.
     """
 
-    def __init__(self, model, params: AisParams | None = None, **changes) -> None:
+    def __init__(self, model, params: AisParams | None = None, tile_shape=None, halo=None, **changes) -> None:
         state = getattr(model, "ais_decoder_state", None)
         if state is None:
             raise ValueError("this model has no instance-segmentation decoder (model.ais_decoder_state "
@@ -122,6 +136,14 @@ class AisSegmenter:
         self.model = model.eval()
         self.params = dataclasses.replace(params or AisParams(), **changes)
         self.decoder: AisDecoder = build_ais_decoder(state, device=self.transform.device)
+        # bad tilings are refused now (checked before a tile is clamped to the image)
+        resolve_tiling(tile_shape, halo, (1, 1), self.transform.image_size)
+        self.tile_shape, self.halo = tile_shape, halo
+
+    def tiling(self, image_shape):
+        """The :class:`~napari_sam.engine.image.tiling.TileGrid` used on an image of
+        ``image_shape`` ((H, W[, C])), or None when it is segmented whole."""
+        return resolve_tiling(self.tile_shape, self.halo, tuple(image_shape)[:2], self.transform.image_size)
 
     @torch.inference_mode()
     def predict_maps(self, image=None, contrast_limits=None, features=None, image_hw=None) -> np.ndarray:
@@ -147,15 +169,45 @@ class AisSegmenter:
                                    self.transform.image_size)
         return maps[0].float().cpu().numpy()
 
-    def generate(self, image, contrast_limits=None, features=None, progress: Progress | None = None):
+    def labels(self, maps) -> np.ndarray:
+        """(H, W) int32 labels of the decoder's (3, H, W) maps with this segmenter's parameters."""
+        return ais_labels(maps[0], maps[1], maps[2], self.params)
+
+    def generate(self, image, contrast_limits=None, features=None, progress: Progress | None = None,
+                 tile_features=None, out=None):
         """Labels (H, W) int32 of an (H, W) or (H, W, 3) image of any dtype; 0 = background.
-        ``features``: the image's encoder output, to skip the encoder. ``progress(done, 2)``
-        after the decoder and after the watershed."""
-        hw = tuple(np.shape(image)[:2]) if features is not None else None
-        maps = self.predict_maps(image, contrast_limits, features=features, image_hw=hw)
+
+        ``features``: the whole image's encoder output, to skip the encoder (untiled only).
+        ``tile_features(i)``: tile ``i``'s encoder output or None (an untiled image is tile 0).
+        ``out``: an (H, W) integer array (numpy, zarr) the labels are written into and
+        returned. Untiled, ``progress(done, 2)`` after the decoder and after the watershed;
+        tiled, ``progress(tiles_done, n_tiles)`` (see :mod:`.ais_tiled`; an exception raised
+        there stops the run, the tiles done so far are in ``out``)."""
+        hw = check_image(image)
+        grid = self.tiling(hw)
+        if grid is not None:
+            if features is not None:
+                raise ValueError("features= is one whole image's encoder output; with tiles give "
+                                 "tile_features=(tile index -> features) instead")
+            return generate_ais_tiled(self._window_maps, self.labels, image, grid, contrast_limits,
+                                      tile_features, progress, out)
+        if features is None and tile_features is not None:
+            features = tile_features(0)
+        if features is None:
+            maps = self.predict_maps(read(image), contrast_limits)
+        else:
+            maps = self.predict_maps(features=features, image_hw=hw)
         if progress is not None:
             progress(1, 2)
-        labels = ais_labels(maps[0], maps[1], maps[2], self.params)
+        labels = self.labels(maps)
+        if out is not None:
+            labels = write_whole(out, labels)
         if progress is not None:
             progress(2, 2)
         return labels
+
+    def _window_maps(self, rgb, features, hw) -> np.ndarray:
+        """(3, h, w) maps of one tile window: its features, else its 8-bit ``rgb``."""
+        if features is None:
+            return self.predict_maps(rgb)
+        return self.predict_maps(features=features, image_hw=hw)
