@@ -11,6 +11,9 @@ with another hash is kept (offline) or moved aside to ``<name>.sha256-<hash>`` (
 Formats read: SAM 1 / MobileSAM / micro-sam flat state_dicts, SAM 2 ``{"model": ...}``, and
 torch_em's (micro-sam's) ``{"model_state": {"sam.<key>": ...}, "decoder_state": ..., ...}``:
 the ``sam.`` prefix is stripped and the decoder's tensors are kept (:class:`Checkpoint`).
+:func:`describe` tells SAM 1 / MobileSAM / SAM 2 / EdgeTAM / micro-sam decoder files apart by
+their key names; an EdgeTAM file and a SAM 2 file are never loaded into each other
+(:func:`refuse_other_family`).
 """
 
 from __future__ import annotations
@@ -268,8 +271,29 @@ _HIERA_VARIANTS = {96: {12: "tiny", 16: "small"}, 112: {24: "base_plus"}, 144: {
 _VIT_VARIANTS = {768: "vit_b", 1024: "vit_l", 1280: "vit_h"}
 
 
+def _edgetam_parts(sd: Mapping) -> list[str]:
+    """EdgeTAM's own parts found in ``sd``: its RepViT trunk (timm's ``trunk.body.*``), its
+    spatial memory perceiver. SAM 2 (Hiera) files have neither."""
+    parts = [("RepViT trunk", "image_encoder.trunk.body."), ("spatial perceiver", "spatial_perceiver.")]
+    return [what for what, prefix in parts if any(k.startswith(prefix) for k in sd)]
+
+
+def family_of(sd: Mapping) -> str | None:
+    """``"edgetam"``, ``"sam2"`` (Hiera), ``"sam1"`` (ViT or TinyViT), ``"decoder"`` (micro-sam's
+    decoder alone) or None (not recognised)."""
+    looks = describe(sd)
+    for prefix, family in (("EdgeTAM", "edgetam"), ("SAM 2", "sam2"), ("SAM 1", "sam1"), ("MobileSAM", "sam1"),
+                           ("micro-sam's instance", "decoder")):
+        if looks.startswith(prefix):
+            return family
+    return None
+
+
 def describe(sd: Mapping[str, torch.Tensor]) -> str:
     """What a state_dict looks like, in a few words (for error messages)."""
+    edgetam = _edgetam_parts(sd)
+    if edgetam:
+        return f"EdgeTAM ({', '.join(edgetam)})"
     if "image_encoder.patch_embed.proj.weight" in sd:
         dim = sd["image_encoder.patch_embed.proj.weight"].shape[0]
         depth = len({k.split(".")[2] for k in sd if k.startswith("image_encoder.blocks.")})
@@ -328,6 +352,43 @@ def _short(keys, limit: int = 4) -> str:
     return ", ".join(keys[:limit]) + more
 
 
+def _name_for(looks: str) -> str:
+    """The registry name(s) to load a file that looks like ``looks`` (:func:`describe`) with,
+    quoted, or "" where none fits."""
+    m = re.match(r"SAM (2\.[01]) hiera_(\w+)", looks)
+    if m:
+        return f"'{'sam2' if m[1] == '2.0' else 'sam2.1'}_hiera_{m[2]}'"
+    if looks.startswith("SAM 1 vit_"):
+        v = looks.split()[2]
+        return f"'sam_{v}' (or a micro-sam {v} name such as '{v}_lm')"
+    if looks.startswith("MobileSAM vit_t"):
+        return "'vit_t' (or 'vit_t_lm', 'vit_t_em_organelles')"
+    return "'edgetam'" if looks.startswith("EdgeTAM") else ""
+
+
+def refuse_other_family(sd: Mapping[str, torch.Tensor], name: str, edgetam: bool, source: str) -> None:
+    """Refuse, before any model is built, an EdgeTAM file for any other model (``edgetam``
+    False) or a file of another SAM for the EdgeTAM model (``edgetam`` True), saying what the
+    file is and which name loads it. (EdgeTAM and SAM 2 share most key names and the family
+    ``"sam2"``; a key-by-key mismatch would bury that.) Unrecognised files pass on to
+    :func:`load_into`, which lists the keys that differ."""
+    family = family_of(sd)
+    if family is None or (family == "edgetam") == edgetam:
+        return
+    looks = describe(sd)
+    if family == "edgetam":
+        what = f"an EdgeTAM checkpoint {looks.removeprefix('EdgeTAM ')}"
+    elif family == "decoder":
+        what = f"{looks} — not a model"
+    else:
+        kind, _, detail = looks.partition(" (")
+        trunk = " (Hiera trunk)" if family == "sam2" else ""
+        what = f"a {kind} checkpoint{trunk}" if not detail else f"a {kind} ({detail} checkpoint"
+    use = _name_for(looks)
+    then = f"; load it as {use}" if use else "; pass the model file as checkpoint" if family == "decoder" else ""
+    raise CheckpointError(f"{source} does not fit model {name!r}: this file is {what}{then}.")
+
+
 def load_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], name: str, source: str) -> None:
     """``model.load_state_dict(sd, strict=True)`` with a short message on a mismatch.
 
@@ -349,17 +410,13 @@ def load_into(model: torch.nn.Module, sd: Mapping[str, torch.Tensor], name: str,
         if wrong:
             details.append(f"{len(wrong)} with other shapes ({_short(wrong)})")
         looks = describe(sd)
-        hint = ""
-        m = re.match(r"SAM (2\.[01]) hiera_(\w+)", looks)
-        if m:
-            hint = f" Use load_model('{'sam2' if m[1] == '2.0' else 'sam2.1'}_hiera_{m[2]}', checkpoint=...)."
-        elif looks.startswith("SAM 1 vit_"):
-            v = looks.split()[2]
-            hint = f" Use load_model('sam_{v}' (or a micro-sam {v} name such as '{v}_lm'), checkpoint=...)."
-        elif looks.startswith("MobileSAM vit_t"):
-            hint = " Use load_model('vit_t' (or 'vit_t_lm', 'vit_t_em_organelles'), checkpoint=...)."
+        use = _name_for(looks)
+        if use:
+            hint = f" Use load_model({use}, checkpoint=...)."
         elif looks.startswith("micro-sam's instance"):
             hint = " Pass the model file (e.g. vit_b.pt, not vit_b_decoder.pt) as checkpoint."
+        else:
+            hint = ""
         raise CheckpointError(
             f"{source} does not fit model {name!r}: it looks like {looks}.{hint} "
             f"(keys: {'; '.join(details)})"

@@ -5,7 +5,7 @@ architecture, finds or downloads the weights (see :mod:`napari_sam.checkpoints`)
 them with ``strict=True``.
 
 Sizes: exact where the file's size is published (``sam_vit_b``, ``sam_vit_h``,
-``sam2.1_hiera_tiny``); for the others an estimate from the official key shapes — the
+``sam2.1_hiera_tiny``, ``edgetam``); for the others an estimate from the official key shapes — the
 tensors' bytes plus ~320 bytes per tensor of zip-file overhead, which gives the three known
 files to within 0.005 % — marked ``size_exact=False`` and shown as "about N MiB".
 ``sam_vit_l``'s 1,249,524,607 bytes fit that estimate to 0.0002 % but are published nowhere
@@ -25,6 +25,13 @@ by ``torch.save`` — a file that also holds ``decoder_state`` is larger, and is
 "other size" although it still loads (its hash is what is checked). The instance-segmentation
 decoder file (``<name>_decoder.pt``) that micro-sam downloads alongside is listed as
 ``decoder_url`` / ``decoder_xxh128``; its size is unknown (``None``).
+
+``edgetam`` (Meta's EdgeTAM, Apache-2.0: SAM 2 with a RepViT-M1 trunk and a spatial memory
+perceiver; family ``sam2``, SAM 2.0's heads) is the file of the EdgeTAM repository. Meta
+publishes its SHA-256 as the Git LFS record of ``checkpoints/edgetam.pt`` (the official
+Hugging Face space facebook/EdgeTAM: "SHA256 ed2d4850...80df, size of remote file 56.1 MB");
+the exact byte count, 56,116,523, is what other projects measured on download (it matches
+the 56.1 MB). Both are checked like the other official files.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ SAM2_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/072824/"
 SAM21_BASE = "https://dl.fbaipublicfiles.com/segment_anything_2/092824/"
 BIOIMAGEIO = "https://uk1s3.embassy.ebi.ac.uk/public-datasets/bioimage.io/"
 OWNCLOUD = "https://owncloud.gwdg.de/index.php/s/"
+EDGETAM_URL = "https://github.com/facebookresearch/EdgeTAM/raw/main/checkpoints/edgetam.pt"
 
 
 #: How far a cached file's size may be from an estimated (``size_exact=False``) size, relative.
@@ -51,8 +59,8 @@ class ModelInfo:
 
     name: str
     family: str  # "sam1" | "sam2"
-    version: str  # "1" | "2.0" | "2.1"
-    variant: str  # vit_b / vit_l / vit_h / vit_t | tiny / small / base_plus / large
+    version: str  # "1" | "2.0" | "2.1" (EdgeTAM: "2.0", its heads are SAM 2.0's)
+    variant: str  # vit_b / vit_l / vit_h / vit_t | tiny / small / base_plus / large | edgetam
     filename: str
     url: str
     sha256: str  # "" where the publisher gives another digest (micro-sam: xxh128)
@@ -161,6 +169,8 @@ _MODELS: tuple[ModelInfo, ...] = (
     _sam2("2.1", "small", "6d1aa6f30de5c92224f8172114de081d104bbd23dd9dc5c58996f0cad5dc4d38", 184_408_520),
     _sam2("2.1", "base_plus", "a2345aede8715ab1d5d31b4a509fb160c5a4af1970f199d9054ccfb746c004c5", 323_598_536),
     _sam2("2.1", "large", "2647878d5dfa5098f2f8649825738a9345572bae2d4350a2468587ece47dd318", 898_076_552),
+    ModelInfo("edgetam", "sam2", "2.0", "edgetam", "edgetam.pt", EDGETAM_URL,
+              "ed2d4850b8792c239689b043c47046ec239b6e808a3d9b6ae676c803fd8780df", 56_116_523),
 )
 
 # micro-sam 1.8.14 (micro_sam/util.py models()): names, URLs, xxh128 digests as published there.
@@ -227,20 +237,29 @@ def model_info(name: str) -> ModelInfo:
     raise ValueError(f"unknown model {name!r}; choose one of: {names}")
 
 
-#: The official model a user most likely wants when several are cached (fast first).
+#: The official model a user most likely wants when several are cached (fast first); on a
+#: machine without a CUDA GPU EdgeTAM comes first (:func:`default_model`).
 PREFERENCE = ("sam2.1_hiera_tiny", "sam2.1_hiera_small", "sam2.1_hiera_base_plus", "sam2.1_hiera_large",
               "sam2_hiera_tiny", "sam2_hiera_small", "sam2_hiera_base_plus", "sam2_hiera_large",
               "sam_vit_b", "sam_vit_l", "sam_vit_h",
               "vit_b_lm", "vit_t_lm", "vit_l_lm", "vit_b_em_organelles", "vit_t_em_organelles",
               "vit_l_em_organelles", "vit_b_histopathology", "vit_l_histopathology", "vit_h_histopathology",
-              "vit_b_medical_imaging", "vit_t")
+              "vit_b_medical_imaging", "vit_t", "edgetam")
 
 
-def default_model() -> str:
+def default_model(gpu: bool | None = None) -> str:
     """The model to offer first: the preferred cached official model (a file of its size in
-    the cache), else ``"embedded"`` (bundled: works offline, out of the box)."""
+    the cache), else ``"embedded"`` (bundled: works offline, out of the box). Without a CUDA
+    GPU (``gpu`` None: asks torch) a cached EdgeTAM is preferred: its 1024-px embedding takes
+    3.4 s on one CPU thread where SAM 2.1 tiny's takes 4-6 s, and it tracks with a compressed
+    memory (docs/models.md, "Which model")."""
     cached = {m.name for m in (*_MODELS, *_MICROSAM) if m.cached}
-    return next((n for n in PREFERENCE if n in cached), "embedded")
+    if gpu is None:
+        import torch
+
+        gpu = torch.cuda.is_available()
+    order = PREFERENCE if gpu else ("edgetam", *PREFERENCE)
+    return next((n for n in order if n in cached), "embedded")
 
 
 def build_model(info: ModelInfo):
@@ -249,7 +268,11 @@ def build_model(info: ModelInfo):
         from .weights import build_embedded
 
         return build_embedded()
-    if info.family == "sam1" and info.variant == "vit_t":
+    if info.variant == "edgetam":
+        from .models.edgetam.build import build_edgetam
+
+        model = build_edgetam()
+    elif info.family == "sam1" and info.variant == "vit_t":
         from .models.tinyvit import build_sam1_vit_t
 
         model = build_sam1_vit_t()
@@ -310,8 +333,10 @@ def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
     :class:`~napari_sam.checkpoints.CheckpointError` naming the first such key and its dtype.
     A micro-sam file given under an official SAM name is refused with the name to use: a
     torch_em-format file always, a flat one when its xxh128 is one of micro-sam's published
-    files (checked where ``xxhash`` is installed). A cached file with another hash is never
-    deleted (see :func:`napari_sam.checkpoints.fetch`).
+    files (checked where ``xxhash`` is installed). An EdgeTAM file under any other name, or a
+    SAM file under ``"edgetam"``, is refused before the model is built, saying what the file
+    is and which name loads it. A cached file with another hash is never deleted (see
+    :func:`napari_sam.checkpoints.fetch`).
     """
     from . import checkpoints
 
@@ -321,6 +346,7 @@ def load_model(name: str = "embedded", checkpoint=None, device: str = "auto"):
     ckpt = checkpoints.read_checkpoint(path)
     if info.source == "official" and checkpoint is not None:
         _refuse_microsam_file(info, ckpt, path)
+    checkpoints.refuse_other_family(ckpt.state_dict, info.name, info.variant == "edgetam", str(path))
     model = build_model(info)
     checkpoints.load_into(model, ckpt.state_dict, info.name, str(path))
     decoder, decoder_source = ckpt.decoder_state, str(path)

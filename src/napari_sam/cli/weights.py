@@ -1,6 +1,16 @@
-"""``napari-sam models [list] | download NAME | verify [NAME]``: the official weights."""
+"""``napari-sam models [list] | download NAME | verify [NAME]``: the official weights (list: name,
+family, kind, size, cached)."""
 
 from __future__ import annotations
+
+
+def _kind(m) -> str:
+    """What the entry is, in a word: bundled, SAM 1 / 2.0 / 2.1, EdgeTAM, micro-sam."""
+    if m.bundled:
+        return "bundled"
+    if m.variant == "edgetam":
+        return "EdgeTAM"
+    return "micro-sam" if m.source == "micro-sam" else f"SAM {m.version}"
 
 
 def cmd_models(args) -> int:
@@ -9,7 +19,7 @@ def cmd_models(args) -> int:
 
     if args.action in (None, "list"):  # no action: list
         for m in list_models():
-            print(f"{m.name:24s} {m.family}  {m.size_text:>10s}  {'cached' if m.cached else '-'}")
+            print(f"{m.name:24s} {m.family}  {_kind(m):9s}  {m.size_text:>13s}  {'cached' if m.cached else '-'}")
         return 0
     if args.action == "download":
         info = model_info(args.name)

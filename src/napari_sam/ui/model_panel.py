@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from qtpy.QtCore import Signal
+from qtpy.QtCore import Qt, Signal
 from qtpy.QtWidgets import (
     QComboBox,
     QFileDialog,
@@ -20,6 +20,38 @@ from qtpy.QtWidgets import (
 
 def _mib(n: int | None) -> str:
     return "size unknown" if n is None else f"{n / 2**20:,.0f} MiB"
+
+
+#: Which model to pick, with measured times (benchmarks/results/video.md, tiling.md, edgetam.md;
+#: CPU fp32; "thread" = torch CPU threads). Shown as the model combo's tooltip.
+CHOICE = ("Which model: on a CPU, edgetam (official EdgeTAM weights, 54 MiB; 1024-px embedding "
+          "3.4 s per frame on 1 thread) or embedded (bundled, no download, 256-px input: about "
+          "0.06 s per frame to track one object); on a GPU, sam2.1_hiera_* (the best tracking; on "
+          "a CPU sam2.1_hiera_tiny needs about 4 s per frame to embed and 54 s per frame to track "
+          "20 cells on 2 threads). Hover an entry for more.")
+
+
+def model_advice(name: str) -> str:
+    """One or two sentences on when to pick model ``name`` (its entry's tooltip)."""
+    if name == "embedded":
+        return ("Bundled (8 MB, works offline): a small SAM 2.1 with a 256-px input, trained on "
+                "synthetic fluorescence. On a CPU: one embedding 0.05-0.08 s (1 thread), tracking about "
+                "0.06 s per frame for one object and 0.8 s for 20 (2 threads). Coarse on large images: "
+                "use tiles.")
+    if name == "edgetam":
+        return ("EdgeTAM (Meta): SAM 2 with a light RepViT trunk and a compressed memory. The pick for "
+                "a CPU with official weights: 1024-px embedding 3.4 s per frame on 1 thread (the "
+                "official code: 4.3-5.0 s). 54 MiB download.")
+    if name.startswith("sam2.1_hiera_"):
+        return ("SAM 2.1: the pick on a GPU (best tracking). On a CPU it is slow: sam2.1_hiera_tiny "
+                "embeds a frame in about 4 s and tracks 1 object in 3.5 s, 20 cells in 54 s per frame "
+                "(2 threads); larger variants are slower still.")
+    if name.startswith("sam2_hiera_"):
+        return "SAM 2.0: superseded by SAM 2.1 (same speed, better tracking); for reproducing older work."
+    if name.startswith("sam_vit_"):
+        return "SAM 1: single images, slice by slice (no tracking). vit_b is the fastest of the three."
+    return ("micro-sam's fine-tuned SAM 1 (lm: light microscopy, em_organelles: electron microscopy, "
+            "...): slice by slice, no tracking; segment everything with its instance decoder (all but vit_t).")
 
 
 def available_devices() -> list[str]:
@@ -69,8 +101,10 @@ class ModelPanel(QWidget):
         from napari_sam.registry import list_models
 
         self.model_combo = QComboBox()
-        self.model_combo.addItems([m.name for m in list_models()])
-        self.model_combo.setToolTip("embedded: bundled, works offline; or an official SAM 1 / SAM 2 / SAM 2.1 model")
+        for i, m in enumerate(list_models()):
+            self.model_combo.addItem(m.name)
+            self.model_combo.setItemData(i, model_advice(m.name), Qt.ToolTipRole)
+        self.model_combo.setToolTip(CHOICE)
         self.checkpoint = QLineEdit()
         self.checkpoint.setPlaceholderText("official weights (leave empty) or a checkpoint file")
         self.checkpoint.setToolTip("A checkpoint file in the official format, loaded into the chosen architecture")

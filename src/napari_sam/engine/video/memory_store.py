@@ -26,7 +26,8 @@ import torch
 class FrameOutput:
     """One object's output on one frame, as the official ``compact_current_out``.
 
-    ``maskmem``: (mem_dim, h, w) bfloat16 memory features (None until encoded);
+    ``maskmem``: (mem_dim, h, w) bfloat16 memory features — (tokens, mem_dim) for a model
+    with a spatial perceiver (EdgeTAM: 512 x 64), see ``model.memory_shape`` — (None until encoded);
     ``obj_ptr``: (C,) float32; ``score``: () float32 object-score logit; ``low_res``:
     (S/4, S/4) float32 mask logits after hole filling (None when not loaded).
     """
@@ -40,7 +41,8 @@ class FrameOutput:
 class FrameOutputStore:
     """Non-conditioning outputs of every object on every frame, spilled to disk.
 
-    ``num_frames``: T; ``maskmem_shape``: (mem_dim, h, w); ``ptr_dim``: C; ``low_res``: S/4.
+    ``num_frames``: T; ``maskmem_shape``: (mem_dim, h, w) or (tokens, mem_dim); ``ptr_dim``: C;
+    ``low_res``: S/4.
     ``directory``: where the record files go (a fresh temporary directory, removed when the
     store is closed or garbage-collected, if None).
     """

@@ -95,7 +95,7 @@ class VideoSession:
         self.contrast_limits = self._features.contrast_limits
         feat = self.cfg.image_size // self.cfg.backbone_stride
         self._store = FrameOutputStore(
-            self.num_frames, (self.cfg.mem_dim, feat, feat), self.cfg.d_model, feat * 4, memory_dir
+            self.num_frames, steps.memory_shape(model), self.cfg.d_model, feat * 4, memory_dir
         )
         self._objects: dict[object, ObjectTrack] = {}
         self._projections = ProjectionCache(projection_cache_bytes) if projection_cache_bytes > 0 else None

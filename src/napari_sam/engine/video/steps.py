@@ -33,12 +33,28 @@ def _expand(x: torch.Tensor, batch: int) -> torch.Tensor:
 CPU_BATCH_BYTES = 32 * 2**20
 
 
+def memory_shape(model) -> tuple[int, ...]:
+    """One object's stored memory of one frame: ``(M, h, w)`` (SAM 2) or ``(tokens, M)``
+    (a model whose memories pass a spatial perceiver, EdgeTAM)."""
+    shape = getattr(model, "memory_shape", None)
+    if shape is None:
+        cfg = model.config
+        return (cfg.mem_dim, cfg.feat_size, cfg.feat_size)
+    return tuple(shape)
+
+
+def memory_tokens_per_frame(model) -> int:
+    """Memory-attention key tokens of one memory frame (``h * w``; EdgeTAM's 512 latents)."""
+    n = getattr(model, "memory_tokens_per_frame", None)
+    return model.config.feat_size**2 if n is None else int(n)
+
+
 def auto_batch(model, device) -> int:
     """Most objects per batched forward: unlimited on accelerators, ~32 MiB of keys on CPU."""
     if torch.device(device).type != "cpu":
         return 1 << 30
     cfg = model.config
-    tokens = cfg.num_maskmem * cfg.feat_size**2 + cfg.max_obj_ptrs_in_encoder * (cfg.d_model // cfg.mem_dim)
+    tokens = cfg.num_maskmem * memory_tokens_per_frame(model) + cfg.max_obj_ptrs_in_encoder * (cfg.d_model // cfg.mem_dim)
     per_object = 2 * tokens * cfg.d_model * 4
     return max(1, CPU_BATCH_BYTES // per_object)
 
@@ -47,7 +63,7 @@ def projection_bytes(model, batch: int) -> int:
     """Size of one projected memory frame (keys and values of every layer) for ``batch``."""
     cfg = model.config
     p = next(model.parameters())
-    return 2 * cfg.memory_attention_layers * cfg.feat_size**2 * cfg.d_model * p.element_size() * batch
+    return 2 * cfg.memory_attention_layers * memory_tokens_per_frame(model) * cfg.d_model * p.element_size() * batch
 
 
 def gather_memories(
@@ -62,8 +78,8 @@ def gather_memories(
     """Stack the memories of objects with structurally equal layouts.
 
     ``fetch(i, frame, source)`` returns object ``i``'s output. Returns ``(memories,
-    pointers)`` in the form :meth:`Sam2.condition_on_memory` takes: ``[(maskmem (B, M, h,
-    w) or its projection, None, t_pos)]`` and ``[(obj_ptr (B, C), distance)]``. With a
+    pointers)`` in the form :meth:`Sam2.condition_on_memory` takes: ``[(maskmem (B,
+    *model.memory_shape) or its projection, None, t_pos)]`` and ``[(obj_ptr (B, C), distance)]``. With a
     :class:`~napari_sam.engine.video.projection_cache.ProjectionCache` (and ``model``,
     ``obj_ids``), memory frames are projected once and reused while the group's working
     set fits the cache budget.

@@ -53,6 +53,12 @@ class EdgeTamConfig:
         stride = 2 ** (len(self.repvit_depth) + 1)
         if self.image_size % stride != 0:
             raise ValueError(f"image_size {self.image_size} must be a multiple of {stride}")
+        grid = int(round(self.num_latents_2d**0.5))
+        if grid * grid != self.num_latents_2d or self.feat_size % grid:
+            raise ValueError(f"the {self.feat_size}x{self.feat_size} memory grid of image_size "
+                             f"{self.image_size} must split into the perceiver's {self.num_latents_2d} "
+                             f"2-D latents (a square grid dividing it: image_size a multiple of "
+                             f"{self.backbone_stride * grid})")
 
     @property
     def channel_list(self) -> tuple[int, ...]:
@@ -63,6 +69,25 @@ class EdgeTamConfig:
     def feat_size(self) -> int:
         """Side of the lowest-resolution kept feature grid (64 at 1024 px)."""
         return self.image_size // self.backbone_stride
+
+    def sam2_config(self):
+        """The :class:`~napari_sam.models.sam2.Sam2Config` of everything after the image encoder.
+
+        SAM 2.0's flags (the yaml's ``add_tpos_enc_to_obj_ptrs: false``, no
+        ``no_obj_embed_spatial`` / ``obj_ptr_tpos_proj``) and the official builders'
+        overrides, with EdgeTAM's sizes; its Hiera fields are unused (the image encoder is
+        :class:`~.image_encoder.EdgeTamImageEncoder`).
+        """
+        from ..sam2.config import SAM2_CONFIGS
+
+        return SAM2_CONFIGS["sam2_hiera_tiny"].replace(
+            name=self.name, image_size=self.image_size, d_model=self.d_model,
+            fpn_top_down_levels=self.fpn_top_down_levels, fpn_interp_mode=self.fpn_interp_mode,
+            scalp=self.scalp, backbone_stride=self.backbone_stride, num_maskmem=self.num_maskmem,
+            mem_dim=self.mem_dim, memory_attention_layers=self.memory_attention_layers,
+            memory_attention_ffn_dim=self.memory_attention_ffn_dim, rope_theta=self.rope_theta,
+            fuser_layers=self.fuser_layers,
+        )
 
     def replace(self, **changes) -> "EdgeTamConfig":
         return dataclasses.replace(self, **changes)

@@ -125,6 +125,19 @@ class SpatialPerceiver(nn.Module):
         )
         self.norm = nn.LayerNorm(dim)
 
+    @property
+    def num_tokens(self) -> int:
+        """Tokens per memory: global latents, then 2-D latents."""
+        return self.latents.shape[0] + self.latents_2d.shape[0]
+
+    def positions(self, device=None, dtype=None) -> torch.Tensor:
+        """The position encoding of the output tokens, the same for every memory:
+        ``(1, num_tokens, M)`` (0 for the global latents, the 2-D grid's sine encoding)."""
+        c = self.latents.shape[1]
+        pos_2d = sine_grid(c, self.grid, self.grid, device=device, dtype=dtype).flatten(2).transpose(1, 2)
+        zeros = torch.zeros(1, self.latents.shape[0], c, device=pos_2d.device, dtype=pos_2d.dtype)
+        return torch.cat([zeros, pos_2d], dim=1)
+
     def forward_global(self, x: torch.Tensor, pos: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         b = x.shape[0]
         latents = self.latents.unsqueeze(0).expand(b, -1, -1)

@@ -87,10 +87,13 @@ class RoPEAttention(nn.Module):
 class MemoryAttentionLayer(nn.Module):
     """Self-attention, cross-attention to memories, MLP; all pre-norm with residuals."""
 
-    def __init__(self, d_model: int, kv_dim: int, ffn_dim: int, theta: float) -> None:
+    def __init__(self, d_model: int, kv_dim: int, ffn_dim: int, theta: float,
+                 cross_attn: RoPEAttention | None = None) -> None:
         super().__init__()
         self.self_attn = RoPEAttention(d_model, 1, theta=theta)
-        self.cross_attn_image = RoPEAttention(d_model, 1, kv_in_dim=kv_dim, theta=theta)
+        # the cross attention decides which memory keys get RoPE on which grid (rotate_keys_)
+        self.cross_attn_image = (RoPEAttention(d_model, 1, kv_in_dim=kv_dim, theta=theta)
+                                 if cross_attn is None else cross_attn)
         self.linear1 = nn.Linear(d_model, ffn_dim)
         self.linear2 = nn.Linear(ffn_dim, d_model)
         self.norm1 = nn.LayerNorm(d_model)
@@ -122,13 +125,17 @@ class MemoryAttentionLayer(nn.Module):
 
 
 class MemoryAttention(nn.Module):
-    """Stack of :class:`MemoryAttentionLayer` and a final LayerNorm (batch-first tokens)."""
+    """Stack of :class:`MemoryAttentionLayer` and a final LayerNorm (batch-first tokens).
 
-    def __init__(self, cfg: Sam2Config) -> None:
+    ``cross_attention``: a factory of each layer's cross attention (a :class:`RoPEAttention`
+    subclass with its own key rotation, e.g. EdgeTAM's); None: SAM 2's.
+    """
+
+    def __init__(self, cfg: Sam2Config, cross_attention=None) -> None:
         super().__init__()
         self.layers = nn.ModuleList(
             MemoryAttentionLayer(cfg.d_model, cfg.mem_dim, cfg.memory_attention_ffn_dim,
-                                 cfg.rope_theta)
+                                 cfg.rope_theta, None if cross_attention is None else cross_attention())
             for _ in range(cfg.memory_attention_layers)
         )
         self.norm = nn.LayerNorm(cfg.d_model)

@@ -76,7 +76,8 @@ class RawMemory:
 
 def project_memory(attn: MemoryAttention, features: torch.Tensor,
                    spatial_pos: torch.Tensor) -> ProjectedMemory:
-    """Project one memory frame: ``features`` ``(B, hw, M)``, ``spatial_pos`` ``(1|B, hw, M)``."""
+    """Project one memory frame: ``features`` ``(B, n, M)``, ``spatial_pos`` ``(1|B, n, M)``
+    (``n = hw``; EdgeTAM: its 512 latent tokens — the cross attention knows which get RoPE)."""
     keys, values = [], []
     num_q = features.shape[1]
     k_in = features + spatial_pos
@@ -94,11 +95,12 @@ def frame_cache(attn: MemoryAttention, curr: torch.Tensor, curr_pos: torch.Tenso
     return FrameCache(tgt, first.cross_queries(tgt))
 
 
-def _temporal_key(layer, tpos: torch.Tensor, num_q: int) -> torch.Tensor:
-    """``rope(W_k @ tpos)`` over the grid: ``(1, heads, hw, d)`` (no bias: it is in the cache)."""
+def _temporal_key(layer, tpos: torch.Tensor, num_q: int, n: int) -> torch.Tensor:
+    """``rope(W_k @ tpos)`` over one memory frame's ``n`` tokens: ``(1, heads, n, d)`` (no
+    bias: it is in the cache). ``num_q``: the query tokens (SAM 2's key grid is theirs)."""
     ca = layer.cross_attn_image
     vec = tpos.reshape(1, 1, -1).to(ca.k_proj.weight.dtype) @ ca.k_proj.weight.t()  # (1, 1, C)
-    grid = ca.split_heads(vec.expand(1, num_q, -1).contiguous())
+    grid = ca.split_heads(vec.expand(1, n, -1).contiguous())
     return ca.rotate_keys_(grid, num_q)
 
 
@@ -123,7 +125,7 @@ def _layer_keys_values(layer, li: int, num_q: int, projected, tpos_table, raw: R
     for pm, row in projected:
         n = pm.keys[li].shape[-2]
         if row not in temporal:
-            temporal[row] = _temporal_key(layer, tpos_table[row], num_q)
+            temporal[row] = _temporal_key(layer, tpos_table[row], num_q, n)
         torch.add(pm.keys[li], temporal[row], out=k[..., off : off + n, :])
         v[..., off : off + n, :] = pm.values[li]
         off += n
@@ -195,19 +197,27 @@ def object_pointer_tokens(cfg: Sam2Config, tpos_proj: nn.Module, obj_ptrs: Seque
     return ptrs, pos
 
 
+def _tokens(x: torch.Tensor) -> torch.Tensor:
+    """``(B, M, h, w)`` -> ``(B, hw, M)``; tokens ``(B, n, M)`` (a perceiver's) as they are."""
+    return x.flatten(2).transpose(1, 2) if x.ndim == 4 else x
+
+
 def memory_tokens(
     memories: Sequence[tuple],
     tpos_table: torch.Tensor,
     pointers: tuple[torch.Tensor, torch.Tensor] | None,
     dtype: torch.dtype,
+    default_pos: torch.Tensor | None = None,
 ) -> tuple[list[tuple[ProjectedMemory, int]], RawMemory | None]:
     """Sort a frame's memories for :func:`attend_memories`.
 
-    ``memories``: ``(maskmem_features (B, M, h, w) or ProjectedMemory, maskmem_pos_enc or
-    None, t_pos)`` as :meth:`Sam2.condition_on_memory` takes them; ``tpos_table``
-    ``(num_maskmem, M)`` the temporal encodings (row ``num_maskmem - t_pos - 1``);
-    ``pointers``: :func:`object_pointer_tokens` output or None. -> the projected memories
-    with their rows, and the rest concatenated as the official code does (None if empty).
+    ``memories``: ``(maskmem_features (B, M, h, w) / (B, n, M) tokens or ProjectedMemory,
+    maskmem_pos_enc or None, t_pos)`` as :meth:`Sam2.condition_on_memory` takes them;
+    ``tpos_table`` ``(num_maskmem, M)`` the temporal encodings (row ``num_maskmem - t_pos -
+    1``); ``pointers``: :func:`object_pointer_tokens` output or None; ``default_pos``
+    ``(1, n, M)``: the position of a memory given without one (None: the sine grid of its
+    ``h x w``). -> the projected memories with their rows, and the rest concatenated as
+    the official code does (None if empty).
     """
     num_maskmem = tpos_table.shape[0]
     projected, keys_in, values_in = [], [], []
@@ -217,9 +227,11 @@ def memory_tokens(
             projected.append((feats, row))
             continue
         if pos is None:
-            pos = sine_grid(feats.shape[1], *feats.shape[-2:], device=feats.device, dtype=dtype)
-        feats = feats.to(dtype).flatten(2).transpose(1, 2)
-        keys_in.append(feats + (pos.to(dtype).flatten(2).transpose(1, 2) + tpos_table[row]))
+            pos = default_pos
+            if pos is None:
+                pos = sine_grid(feats.shape[1], *feats.shape[-2:], device=feats.device, dtype=dtype)
+        feats = _tokens(feats.to(dtype))
+        keys_in.append(feats + (_tokens(pos.to(dtype)) + tpos_table[row]))
         values_in.append(feats)
     num_rope = sum(x.shape[1] for x in keys_in)
     if pointers is not None:

@@ -6,6 +6,10 @@ Parameter names equal the official checkpoint keys (``image_encoder.*``,
 ``maskmem_tpos_enc``, ``no_mem_embed``, ``no_mem_pos_enc``, ``no_obj_ptr``,
 ``no_obj_embed_spatial``), so official weights load with ``strict=True``.
 
+The image encoder, the memory attention and an optional spatial perceiver (applied to
+each new memory) are constructor arguments, so SAM 2 derivatives reuse everything else:
+EdgeTAM is a ``Sam2`` (:func:`napari_sam.models.edgetam.build_edgetam`).
+
 The model holds no per-video state. The video engine composes the blocks below; each
 mirrors one piece of the official ``SAM2Base``:
 
@@ -67,14 +71,20 @@ class Sam2(nn.Module):
     family = "sam2"
     mask_threshold = 0.0
 
-    def __init__(self, config: Sam2Config) -> None:
+    def __init__(self, config: Sam2Config, image_encoder: nn.Module | None = None,
+                 memory_attention: nn.Module | None = None,
+                 spatial_perceiver: nn.Module | None = None) -> None:
         super().__init__()
         cfg = self.config = config
         self.image_size = cfg.image_size
         C, M = cfg.d_model, cfg.mem_dim
-        self.image_encoder = ImageEncoder(cfg)
-        self.memory_attention = MemoryAttention(cfg)
+        # the three parts a SAM 2 derivative may replace (EdgeTAM: RepViT encoder, latent
+        # cross attention, spatial perceiver); None: SAM 2's own (no perceiver)
+        self.image_encoder = ImageEncoder(cfg) if image_encoder is None else image_encoder
+        self.memory_attention = MemoryAttention(cfg) if memory_attention is None else memory_attention
         self.memory_encoder = MemoryEncoder(cfg)
+        if spatial_perceiver is not None:
+            self.spatial_perceiver = spatial_perceiver
         if cfg.use_obj_ptrs_in_encoder:
             self.mask_downsample = nn.Conv2d(1, 1, kernel_size=4, stride=4)
         self.maskmem_tpos_enc = nn.Parameter(torch.zeros(cfg.num_maskmem, 1, 1, M))
@@ -223,9 +233,37 @@ class Sam2(nn.Module):
         return sine_grid(self.config.d_model, n, n, device=device, dtype=dtype)
 
     def memory_pos_enc(self, device=None, dtype=None) -> torch.Tensor:
-        """The sine positional encoding of a memory (``maskmem_pos_enc``): ``(1, M, S/16, S/16)``."""
+        """The sine positional encoding of a memory encoder output: ``(1, M, S/16, S/16)``."""
         n = self.config.feat_size
         return sine_grid(self.config.mem_dim, n, n, device=device, dtype=dtype)
+
+    # ------------------------------------------------------- one frame's memory, as stored
+    @property
+    def _perceiver(self):
+        return getattr(self, "spatial_perceiver", None)
+
+    @property
+    def memory_shape(self) -> tuple[int, ...]:
+        """Shape of one object's memory of one frame as :meth:`encode_memory` returns it
+        (without the batch): ``(M, S/16, S/16)``, or ``(tokens, M)`` with a spatial perceiver."""
+        if self._perceiver is not None:
+            return (self._perceiver.num_tokens, self.config.mem_dim)
+        n = self.config.feat_size
+        return (self.config.mem_dim, n, n)
+
+    @property
+    def memory_tokens_per_frame(self) -> int:
+        """Memory-attention key tokens one memory frame contributes (4096 at 1024 px; 512 for EdgeTAM)."""
+        if self._perceiver is not None:
+            return self._perceiver.num_tokens
+        return self.config.feat_size**2
+
+    def memory_pos_tokens(self, device=None, dtype=None) -> torch.Tensor:
+        """The position encoding of a stored memory's tokens (the official
+        ``maskmem_pos_enc``, flattened): ``(1, memory_tokens_per_frame, M)``."""
+        if self._perceiver is not None:
+            return self._perceiver.positions(device=device, dtype=dtype)
+        return self.memory_pos_enc(device, dtype).flatten(2).transpose(1, 2)
 
     # ------------------------------------------------------------ video building blocks
     def use_multimask(self, is_init_cond_frame: bool, num_points: int) -> bool:
@@ -292,8 +330,10 @@ class Sam2(nn.Module):
         ``is_mask_from_pts`` (the frame had clicks) and ``binarize_mask_from_pts_for_mem_enc``
         the mask is binarised (> 0) instead of passed through a sigmoid; then scaled by 20
         and shifted by -10. In 2.1, ``no_obj_embed_spatial`` is added where the object is
-        absent. Returns ``(maskmem_features (B, M, h, w), maskmem_pos_enc (1, M, h, w))``.
-        The official video predictor stores ``maskmem_features`` in bfloat16.
+        absent. Returns ``(maskmem_features (B, M, h, w), maskmem_pos_enc (1, M, h, w))``;
+        with a spatial perceiver (EdgeTAM) both are then compressed to tokens:
+        ``(B, 512, M)`` and ``(1, 512, M)`` (:attr:`memory_shape`). The official video
+        predictor stores ``maskmem_features`` in bfloat16.
         """
         cfg = self.config
         image_embed = image_embed.to(self.dtype)
@@ -317,6 +357,9 @@ class Sam2(nn.Module):
             absent = 1 - (object_score_logits > 0).to(features.dtype)
             features = features + absent[..., None, None] * self.no_obj_embed_spatial[..., None, None]
         pos = self.memory_pos_enc(features.device, features.dtype)
+        if self._perceiver is not None:
+            features, _ = self._perceiver(features, pos)
+            pos = self.memory_pos_tokens(features.device, features.dtype)
         return features, pos
 
     def no_memory_features(self, image_embed: torch.Tensor) -> torch.Tensor:
@@ -339,12 +382,13 @@ class Sam2(nn.Module):
         ``memories`` for every later frame (its ``t_pos`` may change; the result stays
         exact). Memory cost: ``2 * layers * hw * C`` numbers per object (32 MiB float32).
         """
-        x = maskmem_features.flatten(2).transpose(1, 2)
-        if maskmem_pos_enc is None:
-            maskmem_pos_enc = self.memory_pos_enc(x.device)
+        x = maskmem_features.flatten(2).transpose(1, 2) if maskmem_features.ndim == 4 else maskmem_features
         x = x.to(self.dtype)
-        pos = maskmem_pos_enc.flatten(2).transpose(1, 2).to(x.dtype)
-        return project_memory_frame(self.memory_attention, x, pos)
+        if maskmem_pos_enc is None:
+            pos = self.memory_pos_tokens(x.device, x.dtype)
+        else:
+            pos = maskmem_pos_enc.flatten(2).transpose(1, 2) if maskmem_pos_enc.ndim == 4 else maskmem_pos_enc
+        return project_memory_frame(self.memory_attention, x, pos.to(x.dtype))
 
     def memory_frame_cache(self, image_embed: torch.Tensor) -> FrameCache:
         """Speed: a frame's image-only memory-attention work (layer 0), batch 1.
@@ -367,8 +411,8 @@ class Sam2(nn.Module):
         """Official ``_prepare_memory_conditioned_features`` for a non-initial frame.
 
         ``image_embed`` ``(B or 1, C, h, w)`` raw frame features. ``memories``: list of
-        ``(maskmem_features (B, M, h, w), maskmem_pos_enc (1|B, M, h, w) or None, t_pos)``
-        in the official order; ``t_pos`` is 0 for conditioning frames and
+        ``(maskmem_features (B, *memory_shape), maskmem_pos_enc (1|B, M, h, w) or
+        (1|B, tokens, M) or None (the model's own), t_pos)`` in the official order; ``t_pos`` is 0 for conditioning frames and
         ``num_maskmem - k`` for the frame ``k`` steps before the current one (1 <= k <
         num_maskmem). ``obj_ptrs``: list of ``(obj_ptr (B, C), signed_distance)`` with
         ``signed_distance = (current - t) * (+1 forward / -1 reverse)``; the model takes
@@ -394,7 +438,8 @@ class Sam2(nn.Module):
         pointers = None
         if cfg.use_obj_ptrs_in_encoder and obj_ptrs:
             pointers = object_pointer_tokens(cfg, self.obj_ptr_tpos_proj, obj_ptrs, num_frames, dtype)
-        projected, raw = memory_tokens(memories, tpos_table, pointers, dtype)
+        projected, raw = memory_tokens(memories, tpos_table, pointers, dtype,
+                                       self.memory_pos_tokens(curr.device, dtype))
         batch = max([pm.batch for pm, _ in projected] + ([raw.keys_in.shape[0]] if raw else []))
         if curr.shape[0] not in (1, batch):
             raise ValueError(f"image_embed batch {curr.shape[0]} does not match {batch} objects")
