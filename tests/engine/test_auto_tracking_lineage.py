@@ -19,10 +19,15 @@ from napari_sam.lineage import Lineage
 
 
 class LineageOracle:
-    def __init__(self, truth, lineage=None, sliver_after_leaving=False):
+    """``follow_one``: from the frames listed on, a mother's mask is her first daughter only
+    (SAM 2 keeping one daughter of two). A click prompt (``add_prompts``) returns the cell
+    under the first positive click, alone."""
+
+    def __init__(self, truth, lineage=None, sliver_after_leaving=False, follow_one=()):
         self.truth = truth
         self.lineage = dict(lineage or {})
         self.sliver = sliver_after_leaving
+        self.follow_one = set(follow_one)
         self.cell: dict[int, int] = {}
         self.last_border: dict[int, tuple[int, int]] = {}
         self.alone: set[int] = set()
@@ -48,12 +53,24 @@ class LineageOracle:
         self.cell[obj_id] = int(labels[np.argmax(counts)])
         self.calls.append(("add", t, obj_id))
 
+    def add_prompts(self, t, obj_id, points=None, labels=None, box=None, clear=True):
+        (x, y), = [p for p, lab in zip(points, labels) if lab == 1][:1]
+        g = int(self.truth[t][int(round(y)), int(round(x))])
+        self.cell[obj_id] = g
+        self.alone.add(obj_id)
+        self.calls.append(("click", t, obj_id))
+        return np.where((self.truth[t] == g) & (g > 0), 1.0, -1.0)
+
     def remove_object(self, obj_id):
         del self.cell[obj_id]
         self.calls.append(("remove", obj_id))
 
     def _mask(self, t, i):
-        m = np.isin(self.truth[t], [self.cell[i]] if i in self.alone else self.family(self.cell[i]))
+        cells = [self.cell[i]] if i in self.alone else self.family(self.cell[i])
+        if t in self.follow_one and i not in self.alone:
+            kids = sorted(d for d, p in self.lineage.items() if p == self.cell[i])
+            cells = kids[:1] if kids and not (self.truth[t] == self.cell[i]).any() else cells
+        m = np.isin(self.truth[t], cells)
         if self.sliver:
             if m.any():
                 ys, xs = np.nonzero(m)
@@ -92,8 +109,8 @@ def division_movie(T=10, touch=(4, 5)):
     return lab, {3: 1, 4: 1}
 
 
-def track(truth, params, lineage=None, sliver=False, n=None):
-    oracle = LineageOracle(truth, lineage, sliver)
+def track(truth, params, lineage=None, sliver=False, n=None, follow_one=()):
+    oracle = LineageOracle(truth, lineage, sliver, follow_one)
     tracker = AutoTracker(None, params, detect=lambda t, frame: truth[t], make_session=lambda stack: oracle)
     out = list(tracker.run(np.zeros(truth.shape, np.uint8)))
     assert [t for t, _ in out] == list(range(len(truth)))
@@ -107,9 +124,10 @@ def ids_of(pred, truth, g):
 
 def test_division_from_the_tracks_own_mask():
     truth, lin = division_movie()
-    tracker, pred, oracle = track(truth, TrackingParams(every=0, min_area=10), lin)
+    tracker, pred, oracle = track(truth, TrackingParams(every=0, min_area=10, division_max_neck=0), lin)
     # the mother's mask covers both touching daughters on frames 4-5; they are 3 px apart on 6:
-    # the split is seen on 6, the division placed back on 4, the true frame
+    # the split is seen on 6, the division placed back on 4, the true frame (the waist rule,
+    # off here, would see it on 4 already: test_auto_tracking_sister)
     assert tracker.parents == {3: 1, 4: 1}
     assert (pred[:4] == 1).sum() > 0 and not (pred[4:] == 1).any()
     assert ids_of(pred, truth, 3) == [3] * 6 and ids_of(pred, truth, 4) == [4] * 6

@@ -6,7 +6,7 @@ Qt-free and torch-free (numpy, scipy, tifffile; ``geff`` for GEFF export only).
   and a ``{daughter: mother}`` map; a gap splits a track, validation names the culprit).
 * :mod:`.ctc`: Cell Tracking Challenge folders, :func:`write_ctc` / :func:`read_ctc`.
 * :mod:`.tables`: tracks CSV rows with ``parent``, napari Tracks data, GEFF export.
-* :mod:`.divisions`, :mod:`.gaps`, :mod:`.leaving`: the tracking rules as pure functions,
+* :mod:`.divisions`, :mod:`.lobes`, :mod:`.gaps`, :mod:`.leaving`: the tracking rules as pure functions,
   with their parameters in :class:`LineageParams`.
 """
 
@@ -17,6 +17,7 @@ from .ctc import mask_name, read_ctc, read_tracks, stage_ctc, write_ctc
 from .divisions import separation, split_by_detections, split_mask
 from .gaps import LostTrack, expired, match_lost
 from .leaving import touches_border, track_state
+from .lobes import neck_split
 from .model import Lineage, Track
 from .params import LineageParams
 from .tables import (TRACK_CSV_COLUMNS, lineage_graph, napari_tracks, stage_geff, track_rows, write_geff,
@@ -34,6 +35,7 @@ __all__ = [
     "mask_name",
     "match_lost",
     "napari_tracks",
+    "neck_split",
     "read_ctc",
     "read_tracks",
     "separation",

@@ -29,6 +29,23 @@ class LineageParams:
       together): none.
     * ``division_min_elongation`` (1.3): ... and its principal axes' ratio is at least this
       (two touching daughters side by side: ~2; a cell rounded up to divide: ~1).
+    * ``division_max_neck`` (0.65): a track's mask that is one piece shaped like two touching
+      cells (two lobes of comparable size, ``split_min_area`` / ``split_min_ratio``, joined by
+      a waist at most this share of the lower lobe's radius: :func:`~.lobes.neck_split`) has
+      divided, like a split (placed back and checked the same way; turned down, it stays one
+      mask). 0: off.
+    * ``division_area_drop`` (0.7): a track whose mask shrank to at most this share of its
+      mask on the frame before may have kept one daughter of two: the tracker asks the
+      session for a cell on the other side of the mother's last centroid, and a cell of
+      comparable size found there is the other daughter (a split as above). 0: off.
+    * ``division_back_neck`` (1.0: not checked): ... and, below 1, shows two lobes with a
+      waist at most this share of the lower lobe's radius (:func:`~.lobes.neck_split`; an
+      oval cell has none). Off by default: on the generated movies SAM 2's mask over two
+      daughters on their first frame shows no waist yet, so 0.9 stopped the walk a frame late
+      (tuning seeds 7-8, with ``split_min_ratio`` 0.5: division F1 0.07, within 2 frames 0.60).
+    * ``division_min_cycle`` (10 frames): a daughter does not divide again within this many
+      frames of its birth (a cell cycle is far longer than a few frames; what looks like it
+      is a daughter's mask taking a neighbour or falling apart). 0: no limit.
     * ``separate_rejected`` (True): a split turned down as a division (a mask that took
       over a neighbour, a part under another track, two cells on every held frame) still
       becomes two tracks: the mother keeps the part over its last mask, the other part is a
@@ -55,6 +72,10 @@ class LineageParams:
     division_lookback: int = 8
     division_cover: float = 0.65
     division_min_elongation: float = 1.3
+    division_max_neck: float = 0.65
+    division_area_drop: float = 0.7
+    division_back_neck: float = 1.0
+    division_min_cycle: int = 10
     separate_rejected: bool = True
     max_gap: int = 3
     max_gap_distance: float = 15.0
@@ -71,6 +92,10 @@ class LineageParams:
             (self.division_lookback >= 0, "division_lookback must be >= 0"),
             (0 < self.division_cover <= 1, "division_cover must be in (0, 1]"),
             (self.division_min_elongation >= 1, "division_min_elongation must be >= 1"),
+            (0 <= self.division_max_neck < 1, "division_max_neck must be in [0, 1) (0: off)"),
+            (0 <= self.division_area_drop < 1, "division_area_drop must be in [0, 1) (0: off)"),
+            (0 < self.division_back_neck <= 1, "division_back_neck must be in (0, 1] (1: not checked)"),
+            (self.division_min_cycle >= 0, "division_min_cycle must be >= 0 (0: no limit)"),
             (self.max_gap >= 0, "max_gap must be >= 0 (0: no gap closing)"),
             (self.max_gap_distance > 0, "max_gap_distance must be > 0"),
             (0 <= self.leave_fraction <= 1, "leave_fraction must be in [0, 1]"),

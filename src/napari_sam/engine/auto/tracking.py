@@ -15,6 +15,17 @@ Rules (all in :class:`TrackingParams`, which inherits the lineage rules' paramet
   this frame, each prompted with its own part (``session.add_mask``), and
   :attr:`AutoTracker.parents` records ``{daughter: mother}``. Only a track seen on an earlier
   frame can divide.
+* **division, waist** (``division_max_neck``, on the tracks that did not split): a mask that
+  is one piece of two lobes of comparable size joined by a narrow waist (two touching
+  daughters under one mask, :func:`~napari_sam.lineage.lobes.neck_split`) has divided, the
+  lobes its daughters, if a held frame shows the mother as one cell (turned down, the mask
+  stays whole).
+* **division, kept one daughter** (``division_area_drop``, :mod:`.tracking_sister`): a track
+  whose mask shrank to at most that share of its mask on the frame before is probed: a click
+  where the other daughter should be (the kept one mirrored through the mother's last
+  centroid) for a throw-away session object; a cell there of comparable size, outside every
+  track, is the other daughter.
+* a daughter does not divide within ``division_min_cycle`` frames of her birth.
 * **division frame** (``division_lookback``, :mod:`.tracking_lookback`): the last
   ``division_lookback`` frames are held back before they are yielded (SAM 2 keeps one mask
   over touching daughters, so a split is seen late); on a split the division moves back over
@@ -67,10 +78,15 @@ import numpy as np
 
 from ...lineage import LineageParams
 from ...lineage.regions import region_stats
+from .tracking_frames import (drop_jumps, frame_rows, id_persistence, keep_largest_regions,
+                              match_detections, overlap_table, resolve_logits)
 from .tracking_lineage import LineageBook, lineage_from_rows
 from .tracking_lookback import FrameBuffer, keeper, swallowed, walk_back
+from .tracking_sister import sister_splits
 
 TRACK_COLUMNS = ("frame", "id", "y", "x", "area")
+__all__ = ["TRACK_COLUMNS", "AutoTracker", "TrackingParams", "drop_jumps", "frame_rows", "id_persistence",
+           "keep_largest_regions", "match_detections", "overlap_table", "resolve_logits"]
 
 
 @dataclass
@@ -91,113 +107,6 @@ class TrackingParams(LineageParams):
             raise ValueError("every must be >= 0 (0: detect on the start frame only)")
         if not 0 < self.match_iou <= 1 or not 0 <= self.max_covered <= 1:
             raise ValueError("match_iou must be in (0, 1] and max_covered in [0, 1]")
-
-
-# ---------------------------------------------------------------------------- pure helpers
-def overlap_table(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Pixel counts of every (a-label, b-label) pair: ``(table[na+1, nb+1], area_a, area_b)``."""
-    na, nb = int(a.max(initial=0)), int(b.max(initial=0))
-    pair = a.astype(np.int64).ravel() * (nb + 1) + b.astype(np.int64).ravel()
-    table = np.bincount(pair, minlength=(na + 1) * (nb + 1)).reshape(na + 1, nb + 1)
-    return table, table.sum(1), table.sum(0)
-
-
-def match_detections(tracked: np.ndarray, detections: np.ndarray, params: TrackingParams):
-    """Sort a detector's labels against the tracked labels of the same frame.
-
-    Returns ``(matched {detection: track}, new [detection ids])`` (see the module rules);
-    detections under ``min_area`` pixels are ignored.
-    """
-    table, area_t, area_d = overlap_table(tracked, detections)
-    matched, new = {}, []
-    for d in range(1, len(area_d)):
-        if area_d[d] < max(params.min_area, 1):
-            continue
-        inter = table[1:, d]
-        iou = inter / np.maximum(area_t[1:] + area_d[d] - inter, 1)
-        if iou.size and iou.max() >= params.match_iou:
-            matched[d] = int(np.argmax(iou)) + 1
-        elif inter.sum() / area_d[d] < params.max_covered:
-            new.append(d)
-    return matched, new
-
-
-def resolve_logits(logits: np.ndarray, ids) -> np.ndarray:
-    """(n, H, W) logits -> (H, W) int32 labels: the highest positive logit wins a pixel."""
-    if len(ids) == 0:
-        return np.zeros(logits.shape[1:], np.int32)
-    best = logits.argmax(0)
-    lut = np.asarray(ids, dtype=np.int32)
-    return np.where(logits.max(0) > 0, lut[best], 0).astype(np.int32)
-
-
-def keep_largest_regions(labels: np.ndarray, min_area: int = 0) -> np.ndarray:
-    """Each label keeps only its largest 8-connected region, dropped entirely when that
-    region has fewer than ``min_area`` pixels. Returns a new array."""
-    from scipy import ndimage as ndi
-
-    out = np.zeros_like(labels)
-    for k, box in enumerate(ndi.find_objects(labels), start=1):
-        if box is None:
-            continue
-        mask = labels[box] == k
-        regions, n = ndi.label(mask, structure=np.ones((3, 3), bool))
-        if n > 1:
-            mask = regions == np.argmax(np.bincount(regions.ravel())[1:]) + 1
-        if mask.sum() >= min_area:
-            out[box][mask] = k
-    return out
-
-
-def drop_jumps(labels: np.ndarray, last: dict[int, tuple[float, float, float]], max_jump: float) -> np.ndarray:
-    """Remove the labels whose centroid is more than ``max_jump`` x their last diameter (at
-    least 10 px) away from their ``last`` ``{id: (y, x, diameter)}``; update ``last`` with the
-    labels kept. Returns a new array."""
-    out = labels.copy()
-    for _, k, y, x, area in frame_rows(0, labels):
-        d = 2.0 * np.sqrt(area / np.pi)
-        if k in last:
-            ly, lx, ld = last[k]
-            if np.hypot(y - ly, x - lx) > max_jump * max(ld, 10.0):
-                out[out == k] = 0
-                continue
-        last[k] = (y, x, d)
-    return out
-
-
-def frame_rows(t: int, labels: np.ndarray) -> list[tuple]:
-    """Tracks-table rows (frame, id, centroid y, centroid x, area) of one labels frame."""
-    flat = labels.ravel()
-    n = int(flat.max(initial=0)) + 1
-    area = np.bincount(flat, minlength=n)
-    ys, xs = np.indices(labels.shape)
-    sy = np.bincount(flat, ys.ravel(), minlength=n)
-    sx = np.bincount(flat, xs.ravel(), minlength=n)
-    return [(t, i, sy[i] / area[i], sx[i] / area[i], int(area[i])) for i in np.flatnonzero(area[1:]) + 1]
-
-
-def id_persistence(truth: np.ndarray, pred, min_iou: float = 0.5) -> float:
-    """Share of frames each true object keeps its id, averaged over objects.
-
-    On every frame a true object is *found* by the predicted id with IoU >= ``min_iou``;
-    its id is the one it is found with most often; a frame counts when it is found with
-    that id (missed frames count against it). ``truth`` (T, H, W); ``pred`` frames alike.
-    """
-    hits: dict[int, dict[int, int]] = {}
-    present: dict[int, int] = {}
-    for t in range(len(truth)):
-        table, area_g, area_p = overlap_table(np.asarray(truth[t]), np.asarray(pred[t]))
-        for g in np.flatnonzero(area_g[1:]) + 1:
-            present[g] = present.get(g, 0) + 1
-            inter = table[g, 1:]
-            iou = inter / np.maximum(area_g[g] + area_p[1:] - inter, 1)
-            if iou.size and iou.max() >= min_iou:
-                p = int(np.argmax(iou)) + 1
-                hits.setdefault(g, {})[p] = hits.setdefault(g, {}).get(p, 0) + 1
-    if not present:
-        return float("nan")
-    shares = [max(hits.get(g, {0: 0}).values()) / n for g, n in present.items()]
-    return float(np.mean(shares))
 
 
 # ---------------------------------------------------------------------------- tracker
@@ -290,10 +199,9 @@ class AutoTracker:
             restart = None
             for ti, ids, logits in session.propagate("forward", start=t):
                 raw = resolve_logits(logits, ids)
-                splits = book.own_splits(raw, ti)
                 divided = False
-                for mother, a, b in splits:
-                    next_id, done = self._divide(session, book, ti, mother, (a, b), next_id)
+                for mother, a, b, kind in self._candidates(session, book, ti, raw):
+                    next_id, done = self._divide(session, book, ti, mother, (a, b), next_id, kind)
                     divided |= done
                 if divided:  # re-track this frame with the daughters as prompts
                     restart = ti
@@ -337,16 +245,30 @@ class AutoTracker:
         return lineage_from_rows(self.rows, self.parents, self._n_frames)
 
     # ------------------------------------------------------------------ steps
-    def _divide(self, session, book, t, mother, masks, next_id) -> tuple[int, bool]:
+    def _candidates(self, session, book, t, raw):
+        """The splits of frame ``t`` to try as divisions, ``(mother, a, b, kind)``: a mask in
+        two pieces (``own_splits``, "split"), one of two lobes (``waist_splits``, "waist"), a
+        track that kept one daughter (``sister_splits``, "sister")."""
+        out = [(m, a, b, "split") for m, a, b in book.own_splits(raw, t)]
+        out += [(m, a, b, "waist") for m, a, b in book.waist_splits(raw, t, skip={c[0] for c in out})]
+        out += [(m, a, b, "sister") for m, a, b in sister_splits(session, book, self._buffer, raw, t,
+                                                                 skip={c[0] for c in out})]
+        return out
+
+    def _divide(self, session, book, t, mother, masks, next_id, kind="split") -> tuple[int, bool]:
         """``mother`` split into ``masks`` on frame ``t``: place the division on the first
         held frame where the mother's mask covered both daughters (:mod:`.tracking_lookback`)
-        unless it is a mask that took over a neighbour. Returns ``(next id, divided)``."""
+        unless it is a mask that took over a neighbour (then, with ``separate_rejected``, the
+        two parts become two tracks). A "waist" (one piece of two lobes) divides only if a
+        held frame shows the mother as one cell, and stays whole when turned down. Returns
+        ``(next id, divided)``."""
         p, buffer = self.params, self._buffer
         back, single = walk_back(buffer, mother, t, masks, book.born.get(mother, t),
-                                 p.division_cover, p.division_min_elongation)
+                                 p.division_cover, p.division_min_elongation, p.division_back_neck)
         first = back[-1][0] if back else t
-        if (back and not single) or swallowed(buffer, mother, first, back[-1][1:] if back else masks, p.division_cover):
-            if not p.separate_rejected or (mother, t) in self._separated:  # once a frame (no re-track loop)
+        parts = back[-1][1:] if back else masks
+        if ((back or kind == "waist") and not single) or swallowed(buffer, mother, first, parts, p.division_cover):
+            if kind == "waist" or not p.separate_rejected or (mother, t) in self._separated:  # once a frame
                 return next_id, False
             return self._separate(session, book, t, mother, masks, back, first, next_id), True
         session.remove_object(mother)

@@ -18,6 +18,7 @@ import numpy as np
 from scipy import ndimage as ndi
 
 from ...lineage import Lineage, LostTrack, split_by_detections, split_mask, touches_border, track_state
+from ...lineage.lobes import neck_split
 from ...lineage.regions import region_stats
 
 AREA_HISTORY = 10  # frames of past areas the leaving rule compares with
@@ -49,8 +50,12 @@ class LineageBook:
         self.absent.pop(obj_id, None)
 
     def may_divide(self, obj_id: int, t: int) -> bool:
-        """A track divides only if it was in the labels before (the mother keeps >= 1 frame)."""
-        return bool(self.p.divisions) and obj_id in self.seen and self.born.get(obj_id, t) < t
+        """A track divides only if it was in the labels before (the mother keeps >= 1 frame),
+        and a daughter not within ``division_min_cycle`` frames of her birth."""
+        born = self.born.get(obj_id, t)
+        if obj_id in self.parents and t - born < self.p.division_min_cycle:
+            return False
+        return bool(self.p.divisions) and obj_id in self.seen and born < t
 
     # ------------------------------------------------------------------ divisions
     def own_splits(self, raw: np.ndarray, t: int) -> list[tuple[int, np.ndarray, np.ndarray]]:
@@ -67,6 +72,28 @@ class LineageBook:
                 continue
             full = []
             for part in pair:
+                m = np.zeros(raw.shape, bool)
+                m[box] = part
+                full.append(m)
+            out.append((k, full[0], full[1]))
+        return out
+
+    def waist_splits(self, raw: np.ndarray, t: int, skip=()) -> list[tuple[int, np.ndarray, np.ndarray]]:
+        """``(mother, lobe_a, lobe_b)`` for each track (not in ``skip``) whose mask on frame
+        ``t`` is one piece of two lobes with a waist (``neck_split``, ``division_max_neck``)."""
+        out = []
+        p = self.p
+        if not p.divisions or not p.division_max_neck:
+            return out
+        for k, box in enumerate(ndi.find_objects(raw), start=1):
+            if box is None or k in skip or not self.may_divide(k, t):
+                continue
+            box = tuple(slice(max(s.start - 1, 0), s.stop + 1) for s in box)
+            got = neck_split(raw[box] == k, p.division_max_neck, min_area=p.split_min_area, min_ratio=p.split_min_ratio)
+            if got is None:
+                continue
+            full = []
+            for part in got[:2]:
                 m = np.zeros(raw.shape, bool)
                 m[box] = part
                 full.append(m)

@@ -22,6 +22,8 @@ from collections import deque
 import numpy as np
 from scipy import ndimage as ndi
 
+from ...lineage.lobes import neck_split
+
 
 class FrameBuffer:
     """The last frames' labels, held back before they are given out (oldest first); the
@@ -125,10 +127,12 @@ def elongation(mask: np.ndarray) -> float:
     return float(np.sqrt(ev[1] / max(ev[0], 1e-6)))
 
 
-def walk_back(buffer: FrameBuffer, mother: int, t: int, parts, born: int, cover: float, min_elongation: float):
+def walk_back(buffer: FrameBuffer, mother: int, t: int, parts, born: int, cover: float, min_elongation: float,
+              max_neck: float = 1.0):
     """The frames before ``t`` on which ``mother``'s mask covered both daughters ``parts``
     (their masks on ``t``): at least ``cover`` x their summed area on ``t`` and elongated
-    (``>= min_elongation``; a cell about to divide is round). Returns ``(frames, single)``:
+    (``>= min_elongation``; a cell about to divide is round) and, with ``max_neck`` < 1, of
+    two lobes (``neck_split`` with that waist limit). Returns ``(frames, single)``:
     ``frames`` newest first, each with the mother's pixels shared between the daughters,
     ``[(frame, part_a, part_b), ...]`` (empty: the division is on ``t``); ``single``: whether
     the frame before the first of them shows the mother as one cell (True) or the walk ran
@@ -143,12 +147,22 @@ def walk_back(buffer: FrameBuffer, mother: int, t: int, parts, born: int, cover:
         m = buffer.mask(f, mother)
         if m.sum() < need or elongation(m) < min_elongation:
             return out, True
+        if max_neck < 1 and not _two_lobes(m, max_neck):
+            return out, True
         shared = share_mask(m, a, b)
         if shared is None:
             return out, True
         a, b = shared
         out.append((f, a, b))
     return out, False
+
+
+def _two_lobes(mask: np.ndarray, max_neck: float) -> bool:
+    """Two pieces (a parting cell, uncut) or one piece with a waist (``neck_split``)."""
+    parts, n = ndi.label(mask, structure=np.ones((3, 3), bool))
+    if n > 1 and np.sort(np.bincount(parts.ravel())[1:])[-2] >= 0.2 * mask.sum():
+        return True
+    return neck_split(mask, max_neck, min_area=1, min_ratio=0.2) is not None
 
 
 def swallowed(buffer: FrameBuffer, mother: int, first: int, parts, cover: float) -> bool:
