@@ -16,8 +16,14 @@
   and of objects crossing no core edge for comparison. *Split by the tiling*: a crossing
   object split in the tiled labels although a tile window holding it whole found it
   (IoU >= 0.5) and did not split it (the others: the model split or missed it in every view).
+  *Joined*: true objects sharing one label with another (>= 50 % of each: false joins). The
+  tiled run joins touching labels that are one object (``join_touching``, on when tiled);
+  ``--no-join`` stitches without it (json part ``quality_without_join``). ``--cache DIR`` keeps
+  every window's records and features, so a second run (e.g. ``--no-join``) re-stitches the same
+  masks; the grid's seconds per tile are then the first run's.
 
     OMP_NUM_THREADS=1 python benchmarks/bench_tiled_automatic.py [--size 8192] [--mem-max-tiles 200]
+    OMP_NUM_THREADS=1 python benchmarks/bench_tiled_automatic.py --skip-memory [--cache DIR] [--no-join]
 
 Writes ``benchmarks/results/tiled_automatic.json``.
 """
@@ -121,10 +127,41 @@ def memory_run(model, args):
             "labels_per_mpx_of_cores_run": round(n / (done[0] * grid.tile_shape[0] * grid.tile_shape[1]) * 1e6, 1)}
 
 
-def tiled_with_views(seg, image, grid):
-    """What ``seg.generate(image)`` does tiled (records per tile window, the whole image's
-    contrast limits, :class:`TileStitcher`), also giving each window's own labels."""
+def save_records(path, records, seconds) -> None:
+    """One tile's records (and the seconds they took) as plain arrays (no pickle)."""
+    flat = [r.patch.ravel() for r in records]
+    np.savez(path, boxes=np.array([r.box for r in records], np.int64).reshape(-1, 4),
+             shapes=np.array([r.patch.shape for r in records], np.int64).reshape(-1, 2),
+             patches=np.concatenate(flat) if flat else np.zeros(0, bool),
+             scores=np.array([(r.predicted_iou, r.stability_score) for r in records], np.float64).reshape(-1, 2),
+             points=np.array([r.point for r in records], np.float64).reshape(-1, 2),
+             crops=np.array([r.crop_box for r in records], np.int64).reshape(-1, 4), seconds=np.float64(seconds))
+
+
+def load_records(path):
+    from napari_sam.engine.auto.records import MaskRecord
+
+    z = np.load(path)
+    out, at = [], 0
+    for box, shape, sc, pt, crop in zip(z["boxes"], z["shapes"], z["scores"], z["points"], z["crops"]):
+        n = int(shape[0] * shape[1])
+        out.append(MaskRecord(tuple(int(v) for v in box), z["patches"][at:at + n].reshape(shape).copy(), float(sc[0]),
+                              float(sc[1]), (float(pt[0]), float(pt[1])), tuple(int(v) for v in crop)))
+        at += n
+    return out, float(z["seconds"])
+
+
+def tiled_with_views(seg, image, grid, cache=None, join=True):
+    """What ``seg.generate(image)`` does tiled (each window encoded once, records per tile
+    window with the whole image's contrast limits, :class:`TileStitcher` with the
+    :class:`UnionJudge` on the window's features unless ``join`` is False), also giving each
+    window's own labels and the seconds: segmenting the windows (the grid), stitching (with
+    the judge). ``cache``: a folder keeping every window's records and features: a second run
+    re-stitches them (the grid's seconds are then the first run's)."""
+    import torch
+
     from napari_sam.engine.auto import tiled
+    from napari_sam.engine.auto.merge import UnionJudge
     from napari_sam.engine.auto.records import records_to_labels
     from napari_sam.engine.auto.stitch import TileStitcher
     from napari_sam.engine.image.preprocess import to_uint8_rgb
@@ -132,14 +169,32 @@ def tiled_with_views(seg, image, grid):
     limits = tiled.image_contrast_limits(image)
     p = seg.params
     out = np.zeros(image.shape[:2], np.int32)
-    stitcher = TileStitcher(grid, out.shape, p.min_mask_region_area)
-    views = []
+    judge = UnionJudge(seg.model, seg.transform) if join else None
+    stitcher = TileStitcher(grid, out.shape, p.min_mask_region_area, judge=judge)
+    views, grid_s, stitch_s = [], 0.0, 0.0
     for tile in grid:
         ys, xs = tile.outer_slices
-        records = seg.generate_records(to_uint8_rgb(image[ys, xs], limits))
-        stitcher.add(tile, records, out)
+        rec_path = None if cache is None else Path(cache) / f"tile{tile.index}.npz"
+        feat_path = None if cache is None else Path(cache) / f"tile{tile.index}.pt"
+        if rec_path is not None and rec_path.exists() and feat_path.exists():
+            records, seconds = load_records(rec_path)
+            feats = torch.load(feat_path, weights_only=True)
+        else:
+            t0 = time.perf_counter()
+            rgb = to_uint8_rgb(image[ys, xs], limits)
+            feats = seg.transform.encode(rgb)
+            records = seg.generate_records(rgb, features=feats)
+            seconds = time.perf_counter() - t0
+            if rec_path is not None:
+                rec_path.parent.mkdir(parents=True, exist_ok=True)
+                save_records(rec_path, records, seconds)
+                torch.save({k: v.cpu() for k, v in feats.items()}, feat_path)
+        grid_s += seconds
+        t0 = time.perf_counter()
+        stitcher.add(tile, records, out, features=feats)
+        stitch_s += time.perf_counter() - t0
         views.append(records_to_labels(records, tile.outer_shape, p.min_mask_region_area))
-    return out, views
+    return out, views, grid_s, stitch_s
 
 
 def quality_run(model, args):
@@ -152,17 +207,16 @@ def quality_run(model, args):
     truth = sample.labels
     seg = ns.AutomaticSegmenter(model, points_per_side=args.points_per_side, tile_shape=192, halo=32)
     grid = seg.tiling(truth.shape)
-    t0 = time.perf_counter()
-    labels, views = tiled_with_views(seg, sample.image, grid)
-    tiled_s = time.perf_counter() - t0
+    labels, views, grid_s, stitch_s = tiled_with_views(seg, sample.image, grid, args.cache, not args.no_join)
     inner = tm.interior_ids(truth)
     crossing = tm.crossing_ids(truth, grid) & inner
     rest = inner - crossing
     split = tm.split_ids(truth, labels, inner)
     found = tm.found(truth, labels)
+    joined = tm.joined_ids(truth, labels, inner)
     single = ns.AutomaticSegmenter(model, points_per_side=args.points_per_side)
     w = 256
-    hits = total = n_labels = split_single = 0
+    hits = total = n_labels = split_single = joined_single = 0
     t0 = time.perf_counter()
     for y in range(0, size - w + 1, w):
         for x in range(0, size - w + 1, w):
@@ -171,6 +225,7 @@ def quality_run(model, args):
             own = tm.interior_ids(part)
             hits += len(tm.found(part, pred) & own)
             split_single += len(tm.split_ids(part, pred, own))
+            joined_single += len(tm.joined_ids(part, pred, own))
             total += len(own)
             n_labels += int(pred.max())
     single_s = time.perf_counter() - t0
@@ -187,7 +242,9 @@ def quality_run(model, args):
     tiled_found, single_found = len(found & inner) / len(inner), hits / total
     return {
         "size": size, "tiling": grid.describe(), "points_per_side": args.points_per_side,
-        "tiled_seconds": round(tiled_s, 1), "single_tiles_seconds": round(single_s, 1),
+        "join_touching": not args.no_join, "records_cached": args.cache is not None,
+        "tiled_seconds": round(grid_s + stitch_s, 1), "grid_seconds_per_tile": round(grid_s / len(grid), 2),
+        "stitch_seconds_per_tile": round(stitch_s / len(grid), 3), "single_tiles_seconds": round(single_s, 1),
         "true_objects_interior": len(inner), "found_tiled": round(tiled_found, 4),
         "found_single_tiles": round(single_found, 4), "found_ratio": round(tiled_found / single_found, 4),
         "labels_per_mpx_tiled": round(int(labels.max()) / size**2 * 1e6, 1),
@@ -201,6 +258,9 @@ def quality_run(model, args):
         "crossing_split_by_tiling_rate": round(len(split_by_tiling) / len(crossing), 4),
         "non_crossing_split_rate": round(len(split & rest) / max(len(rest), 1), 4),
         "single_tiles_split_rate": round(split_single / total, 4),
+        "joined_rate": round(len(joined) / len(inner), 4),
+        "joined_crossing_rate": round(len(joined & crossing) / len(crossing), 4),
+        "single_tiles_joined_rate": round(joined_single / total, 4),
         "found_crossing": round(len(found & crossing) / len(crossing), 4),
         "found_non_crossing": round(len(found & rest) / max(len(rest), 1), 4),
     }
@@ -217,6 +277,9 @@ def main(argv=None) -> None:
     ap.add_argument("--mem-max-tiles", type=int, default=0, help="stop (Cancel) after this many tiles; 0: all")
     ap.add_argument("--skip-memory", action="store_true")
     ap.add_argument("--skip-quality", action="store_true")
+    ap.add_argument("--no-join", action="store_true", help="quality without join_touching (the step off)")
+    ap.add_argument("--cache", default=None, help="folder keeping the quality run's per-tile records and features; "
+                    "a second run re-stitches them")
     args = ap.parse_args(argv)
     import torch
 
@@ -230,16 +293,17 @@ def main(argv=None) -> None:
     if not args.skip_memory:
         result["memory"] = memory_run(model, args)
         print(json.dumps(result["memory"], indent=1))
+    part = "quality_without_join" if args.no_join else "quality"
     if not args.skip_quality:
-        result["quality"] = quality_run(model, args)
-        print(json.dumps(result["quality"], indent=1))
+        result[part] = quality_run(model, args)
+        print(json.dumps(result[part], indent=1))
     out = HERE / "results" / "tiled_automatic.json"
     out.parent.mkdir(exist_ok=True)
     if out.exists():  # a part skipped keeps its last figures
         old = json.loads(out.read_text())
-        for part in ("memory", "quality"):
-            if part not in result and part in old:
-                result[part] = {**old[part], "from_earlier_run": True}
+        for key in ("memory", "quality", "quality_without_join"):
+            if key not in result and key in old:
+                result[key] = {**old[key], "from_earlier_run": True}
     out.write_text(json.dumps(result, indent=1) + "\n")
     print(f"written {out}")
 

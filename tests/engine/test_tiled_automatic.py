@@ -112,12 +112,20 @@ def test_an_interrupted_run_keeps_the_tiles_done(model, sample, tiled_run):
 
 
 def test_no_tiling_and_one_tile_equal_the_whole_image(model):
+    """With the same ``join_touching`` one tile gives the whole image's labels; by default it
+    is on when tiled (one tile too) and off when not (the whole image's labels unchanged)."""
     image = mosaic((200, 176), scene=200, distinct=1, seed=4).image
     whole = ns.AutomaticSegmenter(model, points_per_side=8).generate(image)
     assert whole.max() >= 3
+    assert np.array_equal(ns.AutomaticSegmenter(model, points_per_side=8, join_touching=False).generate(image), whole)
+    joined = ns.AutomaticSegmenter(model, points_per_side=8, join_touching=True).generate(image)
+    assert joined.max() < whole.max()  # this image has a split nucleus
     for tile, halo in [(None, None), ("auto", None), ((512, 512), (64, 64))]:
-        seg = ns.AutomaticSegmenter(model, points_per_side=8, tile_shape=tile, halo=halo)
-        assert np.array_equal(seg.generate(image), whole), tile
+        for join in (False, True):
+            seg = ns.AutomaticSegmenter(model, points_per_side=8, tile_shape=tile, halo=halo, join_touching=join)
+            assert np.array_equal(seg.generate(image), joined if join else whole), (tile, join)
+    one_tile = ns.AutomaticSegmenter(model, points_per_side=8, tile_shape=(512, 512), halo=(64, 64))
+    assert np.array_equal(one_tile.generate(image), joined)
     assert ns.AutomaticSegmenter(model, tile_shape=(512, 512)).tiling(image.shape) is not None  # the loop ran
     out = np.zeros(image.shape, np.uint16)
     assert ns.AutomaticSegmenter(model, points_per_side=8).generate(image, out=out) is out

@@ -42,7 +42,8 @@ _UPSCALE_CHUNK_PIXELS = 1 << 24  # logits upscaled at once (64 MiB of float32)
 class AutomaticParams:
     """Parameters (names and meaning as in the official generators; defaults for microscopy,
     see docs/automatic.md). ``max_mask_fraction``: masks covering more than this share of
-    the image are dropped before painting labels (None keeps all)."""
+    the image are dropped before painting labels (None keeps all). ``join_touching``: join
+    touching labels that are one object (:mod:`.merge`); None: only when tiled."""
 
     points_per_side: int = 32
     points_per_batch: int = 64
@@ -57,6 +58,7 @@ class AutomaticParams:
     min_mask_region_area: int = 25
     max_mask_fraction: float | None = 0.4
     mask_threshold: float = 0.0
+    join_touching: bool | None = None
 
     def __post_init__(self) -> None:
         if self.points_per_side < 1 or self.points_per_batch < 1:
@@ -159,8 +161,14 @@ class AutomaticSegmenter:
         if features is None and tile_features is not None:
             features = tile_features(0)
         rgb = to_uint8_rgb(read(image), contrast_limits)
+        if self.params.join_touching and features is None:
+            features = self.transform.encode(rgb)  # shared by the grid and the judge
         records = self.generate_records(rgb, features=features, progress=progress)
         labels = records_to_labels(records, rgb.shape[:2], self.params.min_mask_region_area)
+        if self.params.join_touching:  # opt-in when untiled: the labels above are the official rule's
+            from .merge import join_touching
+
+            labels = join_touching(labels, self.model, self.transform, features)
         if out is None:
             return labels
         from .tiled import write_whole

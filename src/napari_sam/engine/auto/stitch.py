@@ -33,7 +33,15 @@ A tile's masks are found on its *outer* window (core + halo). Per tile:
    labels already there (the owner missed that object). :class:`TileStitcher` pastes with
    ``contained`` = ``cover``, ``join`` = 0.5 and ``stray`` = 0.1 throughout.
 
-:class:`TileStitcher` runs steps 1-6 for one tile after another into the image's labels.
+7. **touching labels that are one object join** — with a ``judge``
+   (:class:`~.merge.UnionJudge`) and the window's features, every pair of touching labels of
+   the image lying wholly inside the window (clear of its inner edges), not judged before at
+   the same areas, is judged on this window's view, and the pairs found one object become one
+   label (:func:`~.merge.merge_touching`; :meth:`LabelBook.settle` keeps the ids 1..n). It
+   mends the point grid's splits and the tiling's (pieces owned on either side of a core edge,
+   joined by the later window that holds both).
+
+:class:`TileStitcher` runs steps 1-7 for one tile after another into the image's labels.
 
 Ids are handed out in pasting order over the whole image, so they are 1..n; a tile that is
 the whole image gives exactly the one-image labels.
@@ -45,6 +53,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..frames import read
+from .merge import merge_touching
 from .records import MaskRecord, records_to_labels
 
 
@@ -139,19 +148,25 @@ def adopt_whole_views(local: np.ndarray, tile, offered: list, cover: float = 0.7
 
 
 class TileStitcher:
-    """Steps 1-6 for one tile after another, into an (H, W) integer labels array ``out``
-    (numpy or zarr): ``add(tile, records, out)`` reads and writes only under the tile's outer
-    window (and under orphans' boxes). Tiles must come in ``grid`` order."""
+    """Steps 1-7 (7 with a ``judge``) for one tile after another, into an (H, W) integer
+    labels array ``out`` (numpy or zarr): ``add(tile, records, out, features)`` reads and writes
+    only under the tile's outer window (and under orphans' boxes). Tiles must come in ``grid``
+    order."""
 
     def __init__(self, grid, image_hw, min_area: int = 0, edge_margin: int = 2, duplicate: float = 0.5,
-                 orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1, join: float = 0.5) -> None:
+                 orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1, join: float = 0.5,
+                 judge=None) -> None:
         self.grid, self.image_hw, self.min_area = grid, tuple(image_hw), int(min_area)
         self.edge_margin, self.duplicate, self.orphan_overlap = edge_margin, duplicate, orphan_overlap
         self.cover, self.stray, self.join = cover, stray, join
+        self.judge = judge  # a merge.UnionJudge: touching labels that are one object join (step 7)
         self.book = LabelBook()
         self.pending: dict[int, list] = {}  # owner tile -> labels earlier tiles saw whole there
+        self.judged: dict[tuple[int, int], tuple[int, int]] = {}  # pair -> its areas when judged
 
-    def add(self, tile, records: list[MaskRecord], out) -> None:
+    def add(self, tile, records: list[MaskRecord], out, features=None) -> None:
+        """Steps 1-6 for ``tile`` (its ``records`` in outer-window pixels), then step 7 with
+        ``features`` (the window's encoder output) when the stitcher has a ``judge``."""
         offered = self.pending.pop(tile.index, [])
         local, orphans = tile_labels(records, tile, self.image_hw, self.min_area, self.edge_margin, self.grid,
                                      offered, self.cover)
@@ -170,6 +185,39 @@ class TileStitcher:
             self._paste_patch(out, y0, x0, patch)
         for owner, y0, x0, patch in later:
             self.pending.setdefault(owner, []).append((y0, x0, patch))
+        if self.judge is not None and features is not None:
+            self._join_touching(tile, out, features)
+
+    def _join_touching(self, tile, out, features) -> None:
+        """Step 7: touching labels lying wholly inside the window (clear of its inner edges
+        by ``edge_margin``), not judged before at their present areas, are judged on the
+        window's features; those found one object join (:func:`~.merge.merge_touching`)."""
+        ys, xs = tile.outer_slices
+        window = np.array(read(out[ys, xs]), dtype=np.int64)
+        oy0, oy1, ox0, ox1 = tile.outer
+        ih, iw = self.image_hw
+        m = self.edge_margin + 1
+        lo_y, hi_y = (oy0 + m if oy0 > 0 else 0), (oy1 - m if oy1 < ih else ih)
+        lo_x, hi_x = (ox0 + m if ox0 > 0 else 0), (ox1 - m if ox1 < iw else iw)
+        book = self.book
+
+        def inside(k):
+            y0, y1, x0, x1 = book.boxes[k]
+            return y0 >= lo_y and y1 <= hi_y and x0 >= lo_x and x1 <= hi_x
+
+        def candidate(a, b):
+            if not (inside(a) and inside(b)):
+                return False
+            areas = (book.areas[a], book.areas[b])
+            if self.judged.get((a, b)) == areas:
+                return False
+            self.judged[(a, b)] = areas
+            return True
+
+        done = merge_touching(window, self.judge, features, candidates=candidate,
+                              join=lambda a, b: book._merge(window, [a, b]))
+        if done:
+            self._write(out, (ys, xs), window)
 
     def _paste_patch(self, out, y0, x0, patch) -> None:
         sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))

@@ -16,6 +16,10 @@ For each tile of a :class:`~napari_sam.engine.image.tiling.TileGrid` (row-major 
    owner replaces the pieces (``cover``: the share of each piece it must cover), and one
    lying on two or more earlier labels, holding half of each or more and little else, joins
    them into one (a seam split: an object's pieces owned on either side of a core edge);
+   then (``join_touching``, on unless the segmenter's parameters say False) touching labels
+   lying wholly inside the window are judged on the window's own features, and those that are
+   one object join (:mod:`.merge`: a convex union that the model, clicked at its centroid,
+   gives back: the model's own splits and the tiling's);
 4. the labels under the outer window are written to ``out`` (a numpy or zarr array, or a new
    int32 array), and ``progress(tiles_done, n_tiles)`` is called.
 
@@ -31,6 +35,7 @@ import numpy as np
 
 from ..frames import read
 from ..image.preprocess import check_contrast_limits, robust_limits, to_uint8_rgb
+from .merge import UnionJudge
 from .stitch import TileStitcher
 
 _BAND_PIXELS = 1 << 24  # pixels read at once while sampling the contrast limits
@@ -105,13 +110,17 @@ def generate_tiled(segmenter, image, grid, contrast_limits=None,
         limits = image_contrast_limits(image)
     out = _check_out(out, hw)
     p = segmenter.params
-    stitcher = TileStitcher(grid, hw, p.min_mask_region_area, edge_margin, duplicate, orphan_overlap, cover)
+    judge = None if p.join_touching is False else UnionJudge(segmenter.model, segmenter.transform)
+    stitcher = TileStitcher(grid, hw, p.min_mask_region_area, edge_margin, duplicate, orphan_overlap, cover,
+                            judge=judge)
     cleared = np.zeros(len(grid), bool)
     for tile in grid:
         _clear_cores(out, grid, tile, cleared)
         rgb = to_uint8_rgb(_window(image, tile), limits)
         feats = None if tile_features is None else tile_features(tile.index)
-        stitcher.add(tile, segmenter.generate_records(rgb, features=feats), out)
+        if feats is None and judge is not None:  # encoded once: the grid and the judge share it
+            feats = segmenter.transform.encode(rgb)
+        stitcher.add(tile, segmenter.generate_records(rgb, features=feats), out, features=feats)
         if progress is not None:
             progress(tile.index + 1, len(grid))
     return out

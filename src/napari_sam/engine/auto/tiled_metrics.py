@@ -3,6 +3,8 @@
 * :func:`found` — which true objects a labels image finds (a label with IoU >= 0.5);
 * :func:`crossing_ids` — the true objects cut by a core edge of a tile grid;
 * :func:`split_ids` — true objects two (or more) predicted labels each cover >= 20 % of;
+* :func:`joined_ids` — true objects one predicted label covers >= 50 % of together with
+  another true object (a false join: two nuclei in one label);
 * :func:`seam_split_ids` — of those, the ones whose pieces lie in different tile cores (a
   split the tiling made, not the model);
 * :func:`seam_steps` — pairs of neighbouring foreground pixels with different labels across
@@ -55,6 +57,16 @@ def split_ids(truth: np.ndarray, pred: np.ndarray, ids=None, share: float = 0.2)
     big = n >= share * ta[ti]
     uniq, count = np.unique(ti[big], return_counts=True)
     out = set(uniq[count >= 2].tolist())
+    return out if ids is None else out & set(ids)
+
+
+def joined_ids(truth: np.ndarray, pred: np.ndarray, ids=None, share: float = 0.5) -> set[int]:
+    """True ids (of ``ids``, default all) of which a predicted label covers >= ``share`` while
+    covering >= ``share`` of another true id too."""
+    ti, pi, n, ta, _ = overlaps(truth, pred)
+    big = n >= share * ta[ti]
+    labels, count = np.unique(pi[big], return_counts=True)
+    out = set(ti[big & np.isin(pi, labels[count >= 2])].tolist())
     return out if ids is None else out & set(ids)
 
 
