@@ -1,5 +1,5 @@
 """Ours vs micro-sam 1.8.14 on the same random weights, CPU: embedding (vit_b, vit_t), click ->
-mask and AIS (``--what embed click ais``).
+mask, AIS, segment everything and a z-stack (``--what embed click ais amg zstack``).
 
 Click -> mask: one positive click, multimask, on an embedding both sides already hold (ours
 ``ImagePredictor.predict``, micro-sam's ``SamPredictor.predict`` after ``set_precomputed``).
@@ -7,6 +7,16 @@ AIS: decoder + watershed from a precomputed embedding on a 512 x 512 image (ours
 ``AisSegmenter.generate(image, features=...)``, micro-sam's
 ``InstanceSegmentationWithDecoder.initialize(image, image_embeddings=...)`` + ``generate()``),
 same random UNETR decoder weights (tests/golden/make_ais_golden.py ``decoder_state``).
+AMG: the 32 x 32 point grid on a 512 x 512 synthetic nuclei image from a precomputed embedding
+on both sides, micro-sam's default parameters (IoU > 0.88, stability >= 0.95, box NMS 0.7, no
+crops, no small-region removal): ours ``AutomaticSegmenter(model, AutomaticParams.official(
+"sam1")).generate(image, features=...)``, micro-sam's ``AutomaticMaskGenerator.initialize(
+image, image_embeddings=...)`` + ``generate()``.
+Z-stack: one object given as a mask on the middle slice of 8 slices (512 x 512) and carried
+through the others from precomputed embeddings, time per carried slice. micro-sam:
+``segment_mask_in_volume`` (SAM 1 vit_t, its default ``single_point`` projection, IoU stop
+threshold 0 so that every slice is segmented with random weights); ours: ``VideoSession``
+propagation forward and backward (SAM 2: the models differ; ``--zstack-models``).
 
 micro-sam's path: ``micro_sam.util.get_sam_model(model_type, checkpoint_path=...)`` then
 ``precompute_image_embeddings(predictor, image, ndim=2)``; ours: ``load_model(name,
@@ -115,6 +125,104 @@ def bench_ais(model_type, path, folder, repeats) -> dict:
             "image": "512x512x3 uint8"} | _times(t)
 
 
+def bench_amg(model_type, path, repeats) -> dict:
+    import micro_sam.util as mutil
+    from micro_sam.instance_segmentation import AutomaticMaskGenerator
+
+    import napari_sam as ns
+    from napari_sam.data import synthetic
+    from napari_sam.engine.auto.segmenter import AutomaticParams
+    from napari_sam.engine.image.preprocess import to_uint8_rgb
+
+    image = to_uint8_rgb(synthetic.nuclei_2d(shape=(512, 512), n_objects=60, seed=0).image)
+    theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)
+    with torch.no_grad():
+        emb = mutil.precompute_image_embeddings(theirs, image, ndim=2, verbose=False)
+    amg = AutomaticMaskGenerator(theirs)  # micro-sam's defaults
+    model = ns.load_model(model_type, checkpoint=path, device="cpu")
+    ours = ns.AutomaticSegmenter(model, AutomaticParams.official("sam1"))
+    pred = ns.ImagePredictor(model)
+    pred.set_image(image)
+    feats = pred.embedding()
+
+    def run_theirs():
+        amg.initialize(image, image_embeddings=emb, verbose=False)
+        amg.generate()
+
+    def run_ours():
+        ours.generate(image, features=feats)
+
+    # no warm-up run: both decoders are warm from the embedding above, and one micro-sam run
+    # takes minutes (its MaskData.cat deep-copies every mask's RLE, batch after batch)
+    t = interleaved({"micro-sam": run_theirs, "ours": run_ours}, repeats=repeats, warmup=0)
+    return {"what": "AMG (32x32 points, from the embedding)", "model": model_type,
+            "image": "512x512 synthetic nuclei"} | _times(t)
+
+
+def _volume(n: int = 8, size: int = 512) -> tuple[np.ndarray, np.ndarray]:
+    """(n, size, size) uint8 nuclei drifting 3 px per slice, and a disc mask on the middle slice."""
+    from napari_sam.data import synthetic
+    from napari_sam.engine.image.preprocess import to_uint8_rgb
+
+    base = to_uint8_rgb(synthetic.nuclei_2d(shape=(size + 3 * n, size + 3 * n), n_objects=60, seed=1).image)[..., 0]
+    vol = np.stack([base[3 * z: 3 * z + size, 3 * z: 3 * z + size] for z in range(n)])
+    yy, xx = np.mgrid[:size, :size]
+    disc = (yy - size / 2) ** 2 + (xx - size / 2) ** 2 < (size / 10) ** 2
+    return vol, disc
+
+
+def _sam2_file(name: str, folder: Path) -> Path:
+    """Random (seeded, perturbed) SAM 2 weights in the official {"model": state_dict} format."""
+    sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
+    from conftest import perturb_
+
+    from napari_sam.models.sam2 import SAM2_CONFIGS, build_sam2
+
+    torch.manual_seed(0)
+    model = perturb_(build_sam2(SAM2_CONFIGS[name]), seed=0, scale=0.06)
+    path = folder / f"{name}_random.pt"
+    torch.save({"model": model.state_dict()}, path)
+    return path
+
+
+def bench_zstack(model_type, path, folder, ours_name, repeats) -> dict:
+    import micro_sam.util as mutil
+    from micro_sam.multi_dimensional_segmentation import segment_mask_in_volume
+
+    import napari_sam as ns
+
+    vol, disc = _volume()
+    n, mid = len(vol), len(vol) // 2
+    theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)
+    with torch.no_grad():
+        emb = mutil.precompute_image_embeddings(theirs, vol, ndim=3, verbose=False)
+    if ours_name == "embedded":
+        model = ns.load_model("embedded", device="cpu")
+    else:
+        model = ns.load_model(ours_name, checkpoint=_sam2_file(ours_name, folder), device="cpu")
+    store = ns.EmbeddingStore(None, model, vol)
+    store.precompute()
+
+    def run_theirs():
+        seg = np.zeros(vol.shape, dtype=np.uint32)
+        seg[mid] = disc
+        segment_mask_in_volume(seg, theirs, emb, np.array([mid]), stop_lower=False, stop_upper=False,
+                               iou_threshold=0.0, projection="single_point")
+
+    def run_ours():
+        session = ns.VideoSession(model, vol, embeddings=store)
+        session.add_mask(mid, 1, disc)
+        for direction in ("forward", "backward"):
+            for _ in session.propagate(direction=direction, start=mid):
+                pass
+
+    t = interleaved({"micro-sam": run_theirs, "ours": run_ours}, repeats=repeats, warmup=1)
+    t = {k: v / (n - 1) for k, v in t.items()}  # per carried slice
+    return {"what": "z-stack, per slice (mask on the middle of 8 slices, from embeddings)",
+            "model": f"micro-sam {model_type} (SAM 1, point projection) / ours {ours_name} (SAM 2 memory)",
+            "image": "8x512x512 uint8"} | _times(t)
+
+
 def _times(t: dict) -> dict:
     return {"micro_sam_s": round(t["micro-sam"], 4), "ours_s": round(t["ours"], 4),
             "ratio": round(t["ours"] / t["micro-sam"], 3)}
@@ -135,11 +243,21 @@ def main() -> None:
     ap.add_argument("--threads", type=int, default=1)
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--models", nargs="+", default=["vit_t", "vit_b"])
-    ap.add_argument("--what", nargs="+", default=["embed", "click", "ais"], choices=["embed", "click", "ais"])
+    ap.add_argument("--what", nargs="+", default=["embed", "click", "ais"],
+                    choices=["embed", "click", "ais", "amg", "zstack"])
     ap.add_argument("--ais-models", nargs="+", default=["vit_t"])
+    ap.add_argument("--zstack-models", nargs="+", default=["embedded", "sam2.1_hiera_tiny"],
+                    help="our SAM 2 model(s) for the z-stack row (micro-sam's side: --models)")
+    ap.add_argument("--flush-denormal", action="store_true",
+                    help="torch.set_flush_denormal(True) for the whole process (both sides alike)")
     ap.add_argument("--out", type=Path, default=OUT)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
+    from napari_sam.engine.malloc_tuning import tune_malloc
+
+    tune_malloc()  # process-wide (both sides alike), as the CLI / widget opt in
+    if args.flush_denormal:
+        torch.set_flush_denormal(True)
     warnings.filterwarnings("ignore")
     import micro_sam.util as mutil
 
@@ -156,6 +274,13 @@ def main() -> None:
             if "ais" in args.what and model_type in args.ais_models:
                 rows.append(bench_ais(model_type, path, Path(tmp), args.repeats))
                 print(rows[-1], flush=True)
+            if "amg" in args.what:
+                rows.append(bench_amg(model_type, path, args.repeats))
+                print(rows[-1], flush=True)
+            if "zstack" in args.what:
+                for name in args.zstack_models:
+                    rows.append(bench_zstack(model_type, path, Path(tmp), name, args.repeats))
+                    print(rows[-1], flush=True)
             if "embed" not in args.what:
                 continue
             theirs = mutil.get_sam_model(model_type, device="cpu", checkpoint_path=path)

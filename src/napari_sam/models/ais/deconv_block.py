@@ -4,13 +4,14 @@ torch_em's ``Deconv2DBlock``: ``block`` = (upsampler, ``SingleConv2DBlock`` — 
 ``block`` is the 3x3 convolution —, ``BatchNorm2d``, ``ReLU``); keys ``<name>.block.0.conv``
 (or ``.block.0.block`` with transposed convolutions), ``<name>.block.1.block``,
 ``<name>.block.2`` (batch-norm weight, bias and running statistics). Inference uses the
-running statistics (the module is put in eval mode).
+running statistics (the module is put in eval mode), folded into the convolution.
 """
 
 from __future__ import annotations
 
 from torch import Tensor, nn
 
+from .fused import batch_norm_conv
 from .upsampler import Wrapped, upsampler
 
 
@@ -30,4 +31,7 @@ class DeconvBlock(nn.Module):
         )
 
     def forward(self, x: Tensor) -> Tensor:
-        return self.block(x)
+        if self.training:
+            return self.block(x)
+        up, conv, bn, _ = self.block
+        return batch_norm_conv(up(x), conv.block, bn).relu_()

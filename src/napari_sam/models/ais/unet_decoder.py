@@ -38,5 +38,5 @@ class UNetDecoder(nn.Module):
             raise ValueError(f"the decoder takes {len(self.blocks)} skip inputs, got {len(skips)}")
         for block, sampler, skip in zip(self.blocks, self.samplers, skips):
             x = sampler(x)
-            x = block(torch.cat([x, centre_crop(skip, x.shape)], dim=1))
+            x = block.forward_parts([x, centre_crop(skip, x.shape)])  # = block(cat([...], dim=1))
         return x

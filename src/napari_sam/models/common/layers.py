@@ -7,6 +7,18 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def pointwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None = None) -> torch.Tensor:
+    """``F.conv2d(x, weight, bias)`` for a 1x1, stride-1, ungrouped ``weight`` (Cout, Cin, 1, 1).
+
+    On a channels-last CPU tensor it is one matrix product over the pixels (the result is
+    channels-last too): PyTorch sends 1x1 float32 convolutions to its slow im2col path there.
+    Any other input: ``F.conv2d`` itself."""
+    if x.device.type != "cpu" or x.dim() != 4 or not x.is_contiguous(memory_format=torch.channels_last):
+        return F.conv2d(x, weight, bias)
+    out = F.linear(x.permute(0, 2, 3, 1), weight.flatten(1), bias)  # (B, H, W, Cout)
+    return out.permute(0, 3, 1, 2)
+
+
 class LayerNorm2d(nn.Module):
     """LayerNorm over the channel axis of a (B, C, H, W) tensor."""
 

@@ -44,5 +44,7 @@ class WindowAttention(nn.Module):
         b, n, _ = x.shape
         qkv = self.qkv(self.norm(x)).view(b, n, self.num_heads, 3, self.head_dim).permute(3, 0, 2, 1, 4)
         bias = self.attention_biases[:, self.bias_index].to(x.dtype)  # (heads, n, n)
-        out = attention(qkv[0], qkv[1], qkv[2], bias=bias)
+        # expanded (a view) to the full (windows, heads, n, n): PyTorch's CPU attention takes
+        # its fused kernel for a mask of that shape, its 4x slower composite for a broadcast one
+        out = attention(qkv[0], qkv[1], qkv[2], bias=bias.expand(b, -1, -1, -1))
         return self.proj(out.transpose(1, 2).reshape(b, n, -1))

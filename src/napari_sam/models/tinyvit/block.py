@@ -7,7 +7,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from .attention import WindowAttention
-from .conv_bn import ConvBN
+from .conv_bn import ConvBN, gelu_
 
 
 class TokenMLP(nn.Module):
@@ -21,7 +21,7 @@ class TokenMLP(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc2(self.act(self.fc1(self.norm(x))))
+        return self.fc2(gelu_(self.fc1(self.norm(x))))  # self.act: that GELU, as a module
 
 
 class TinyViTBlock(nn.Module):
@@ -59,5 +59,6 @@ class TinyViTBlock(nn.Module):
         if n != h * w:
             raise ValueError(f"expected {h}x{w} = {h * w} tokens, got {n}")
         x = x + self._windowed_attention(x)
-        x = self.local_conv(x.transpose(1, 2).reshape(b, c, h, w)).view(b, c, n).transpose(1, 2)
+        # the depthwise conv on the tokens viewed as a channels-last image: no copies either way
+        x = self.local_conv(x.view(b, h, w, c).permute(0, 3, 1, 2)).permute(0, 2, 3, 1).reshape(b, n, c)
         return x + self.mlp(x)

@@ -6,6 +6,17 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..common.layers import pointwise_conv
+
+
+def gelu_(x: torch.Tensor) -> torch.Tensor:
+    """Exact (erf) GELU written over ``x`` when no gradient needs the input (inference):
+    a fresh activation-sized output costs more in page faults than the arithmetic on a
+    CPU; with autograd recording, the out-of-place ``F.gelu``."""
+    if x.requires_grad:
+        return F.gelu(x)
+    return torch.ops.aten.gelu_(x)
+
 
 class ConvBN(nn.Sequential):
     """``Conv2d(in, out, kernel, stride, kernel // 2, groups, bias=False)`` then ``BatchNorm2d``.
@@ -31,4 +42,6 @@ class ConvBN(nn.Sequential):
         scale = bn.weight * torch.rsqrt(bn.running_var + bn.eps)
         weight = c.weight * scale.to(c.weight.dtype)[:, None, None, None]
         bias = (bn.bias - bn.running_mean * scale).to(weight.dtype)
+        if c.kernel_size == (1, 1) and c.stride == (1, 1) and c.groups == 1:
+            return pointwise_conv(x, weight, bias)
         return F.conv2d(x, weight, bias, c.stride, c.padding, c.dilation, c.groups)

@@ -52,9 +52,12 @@ class TinyViTEncoder(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.device.type == "cpu":  # oneDNN's native layout: its (depthwise) convs run without reorders
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.patch_embed(x)
         for stage in self.layers:
             x = stage(x)
         b, _, c = x.shape
         h, w = self.grid
-        return self.neck(x.transpose(1, 2).reshape(b, c, h, w))
+        # tokens viewed as a channels-last image; the embedding is returned contiguous
+        return self.neck(x.view(b, h, w, c).permute(0, 3, 1, 2)).contiguous()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conv_bn import ConvBN
+from .conv_bn import ConvBN, gelu_
 
 
 class MBConv(nn.Module):
@@ -20,6 +20,6 @@ class MBConv(nn.Module):
         self.act = nn.GELU()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        y = self.act(self.conv1(x))
-        y = self.act(self.conv2(y))
-        return self.act(self.conv3(y) + x)
+        y = gelu_(self.conv1(x))  # self.act is that GELU (kept as a module: the official layout)
+        y = gelu_(self.conv2(y))
+        return gelu_(self.conv3(y).add_(x))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conv_bn import ConvBN
+from .conv_bn import ConvBN, gelu_
 
 
 class PatchEmbed(nn.Module):
@@ -20,4 +20,5 @@ class PatchEmbed(nn.Module):
         )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.seq(x)
+        conv1, _, conv2 = self.seq
+        return conv2(gelu_(conv1(x)))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .conv_bn import ConvBN
+from .conv_bn import ConvBN, gelu_
 
 
 class PatchMerging(nn.Module):
@@ -29,9 +29,9 @@ class PatchMerging(nn.Module):
         return tuple((n - 1) // self.stride + 1 for n in self.resolution)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() == 3:
+        if x.dim() == 3:  # tokens: viewed as a channels-last image (no copy)
             h, w = self.resolution
-            x = x.transpose(1, 2).reshape(x.shape[0], -1, h, w)
-        x = self.act(self.conv1(x))
-        x = self.act(self.conv2(x))
-        return self.conv3(x).flatten(2).transpose(1, 2)
+            x = x.view(x.shape[0], h, w, -1).permute(0, 3, 1, 2)
+        x = gelu_(self.conv1(x))
+        x = gelu_(self.conv2(x))
+        return self.conv3(x).flatten(2).transpose(1, 2).contiguous()  # a view when channels last
