@@ -38,7 +38,7 @@ import numpy as np
 
 from ..frames import read
 from ..image.preprocess import check_contrast_limits, to_uint8_rgb
-from .tiled import check_image, image_contrast_limits
+from .tiled import _check_out, check_image, image_contrast_limits
 
 #: ``(rgb_or_None, features_or_None, (h, w)) -> (3, h, w)`` float32 maps of one window.
 PredictMaps = Callable[[np.ndarray | None, dict | None, tuple[int, int]], np.ndarray]
@@ -130,17 +130,6 @@ def _write_done(out, stitched: StitchedMaps, label_maps: LabelMaps) -> None:
     for t in stitched.grid:
         if stitched.done[t.index]:
             _write(out, t.core_slices, labels[t.core_slices])
-
-
-def _check_out(out, hw):
-    if out is None:
-        return np.zeros(hw, np.int32)
-    shape = tuple(int(s) for s in out.shape)
-    if shape != tuple(hw):
-        raise ValueError(f"out has shape {shape}, the labels are {tuple(hw)}")
-    if np.dtype(out.dtype).kind not in "iu":
-        raise ValueError(f"out must hold integers (labels), got dtype {np.dtype(out.dtype)}")
-    return out
 
 
 def _write(out, where, labels: np.ndarray) -> None:
