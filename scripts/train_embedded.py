@@ -20,6 +20,7 @@ import numpy as np
 import torch
 
 from napari_sam.models.sam2 import build_sam2
+from napari_sam.training.data import GENERATORS
 from napari_sam.training.init import localize_memory_attention, tie_cross_attention
 from napari_sam.training.loop import Recipe, train
 from napari_sam.weights import embedded_config, load_embedded
@@ -32,7 +33,12 @@ def main(argv=None) -> None:
     ap.add_argument("--device", default="cpu", help="cpu or cuda (the recipe is the same; a GPU runs it faster)")
     ap.add_argument("--workers", type=int, default=0, help="processes that make the data ahead (0: in line)")
     ap.add_argument("--snapshot-every", type=int, default=0, help="also keep weights_<it>.pt every n iterations")
+    ap.add_argument("--generator", choices=GENERATORS, default="synthetic",
+                    help="training scenes: synthetic (the shipped recipe), realistic (looks like real "
+                         "microscopy, napari_sam.data.realistic) or mix (half each, per seed)")
     for f in fields(Recipe):
+        if f.name == "generator":
+            continue  # the flag above
         if isinstance(f.default, bool):
             ap.add_argument("--" + f.name.replace("_", "-"), action="store_true")
         else:

@@ -56,6 +56,7 @@ class Recipe:
     multimask_trains_only_best: bool = False  # single clicks: train the best of tokens 1-3, not token 0
     full_res_loss: bool = False  # mask losses on logits upsampled to the input size (as inference thresholds)
     plain_bce: float = 0.0  # > 0: plain BCE with this weight instead of class-balanced BCE (a later stage)
+    generator: str = "synthetic"  # training scenes: "synthetic" | "realistic" | "mix" (data.GENERATORS)
 
 
 def lr_at(recipe: Recipe, it: int) -> float:
@@ -79,8 +80,9 @@ def _has_video(recipe: Recipe, it: int) -> bool:
 def iteration_data(recipe: Recipe, it: int, size: int):
     """``(image examples, clip or None)`` of iteration ``it`` — a function of the seeds alone."""
     base = TRAIN_SEED_BASE + 10 * it + 100_000_000 * recipe.seed
-    exs = [data.image_example(base + k, size) for k in range(recipe.images_per_step)]
-    clip = data.clip_example(base + 9, recipe.clip_length, size, recipe.p_timelapse) if _has_video(recipe, it) else None
+    exs = [data.image_example(base + k, size, generator=recipe.generator) for k in range(recipe.images_per_step)]
+    clip = (data.clip_example(base + 9, recipe.clip_length, size, recipe.p_timelapse, generator=recipe.generator)
+            if _has_video(recipe, it) else None)
     return exs, clip
 
 
