@@ -79,8 +79,11 @@ def test_two_touching_daughters_in_one_mask_are_cut_at_the_waist():
     tracker, pred, _ = track(truth, TrackingParams(every=0, min_area=10), lin)
     assert tracker.lineage().rows() == DIVIDED
     assert ids_of(pred, truth, 3) == [3] * 6 and ids_of(pred, truth, 4) == [4] * 6
-    off, _, _ = track(truth, TrackingParams(every=0, min_area=10, division_max_neck=0), lin)
+    off, _, _ = track(truth, TrackingParams(every=0, min_area=10, division_max_neck=0, division_stretch=0), lin)
     assert off.parents == {}
+    # the mask also stretched at once (round -> two discs side by side): that rule alone finds it too
+    stretch_only, _, _ = track(truth, TrackingParams(every=0, min_area=10, division_max_neck=0), lin)
+    assert stretch_only.lineage().rows() == DIVIDED
 
 
 def test_a_cell_that_takes_a_waist_alone_is_left_whole():

@@ -34,6 +34,12 @@ class LineageParams:
       a waist at most this share of the lower lobe's radius: :func:`~.lobes.neck_split`) has
       divided, like a split (placed back and checked the same way; turned down, it stays one
       mask). 0: off.
+    * ``division_stretch`` (1.6): a track's mask that, from one frame to the next, stays
+      about as large (``division_cover`` .. 1 / ``division_cover`` of its area) but becomes
+      elongated (principal axes' ratio at least this, and at least ``division_stretch_rise``
+      (1.3) x the frame before) is two touching daughters under one convex mask (a cell
+      rounded up to divide, then two cells side by side): it has divided on that frame, cut
+      across its long axis (where it narrows, else through its centroid). 0: off.
     * ``division_area_drop`` (0.7): a track whose mask shrank to at most this share of its
       mask on the frame before may have kept one daughter of two: the tracker asks the
       session for a cell on the other side of the mother's last centroid, and a cell of
@@ -73,6 +79,8 @@ class LineageParams:
     division_cover: float = 0.65
     division_min_elongation: float = 1.3
     division_max_neck: float = 0.65
+    division_stretch: float = 1.6
+    division_stretch_rise: float = 1.3
     division_area_drop: float = 0.7
     division_back_neck: float = 1.0
     division_min_cycle: int = 10
@@ -93,6 +101,9 @@ class LineageParams:
             (0 < self.division_cover <= 1, "division_cover must be in (0, 1]"),
             (self.division_min_elongation >= 1, "division_min_elongation must be >= 1"),
             (0 <= self.division_max_neck < 1, "division_max_neck must be in [0, 1) (0: off)"),
+            (self.division_stretch == 0 or self.division_stretch >= 1,
+             "division_stretch must be 0 (off) or >= 1"),
+            (self.division_stretch_rise >= 1, "division_stretch_rise must be >= 1"),
             (0 <= self.division_area_drop < 1, "division_area_drop must be in [0, 1) (0: off)"),
             (0 < self.division_back_neck <= 1, "division_back_neck must be in (0, 1] (1: not checked)"),
             (self.division_min_cycle >= 0, "division_min_cycle must be >= 0 (0: no limit)"),

@@ -20,6 +20,14 @@ Rules (all in :class:`TrackingParams`, which inherits the lineage rules' paramet
   daughters under one mask, :func:`~napari_sam.lineage.lobes.neck_split`) has divided, the
   lobes its daughters, if a held frame shows the mother as one cell (turned down, the mask
   stays whole).
+* **division, stretched** (``division_stretch``, :mod:`.tracking_stretch`, on the tracks
+  that did not split or show a waist): a mask about as large as on the frame before
+  (``division_cover``) that became at once elongated (``division_stretch``, and
+  ``division_stretch_rise`` x the frame before: two touching daughters under one convex
+  mask) has divided on this frame. The tracker waits: when the track later splits (any rule
+  below or above), the division is placed on the frame it stretched (not walked back); when
+  that frame is about to leave the look-back buffer, or on the last frame, a mask still that
+  long is cut across its long axis (turned down, it stays whole); one round again is dropped.
 * **division, kept one daughter** (``division_area_drop``, :mod:`.tracking_sister`): a track
   whose mask shrank to at most that share of its mask on the frame before is probed: a click
   where the other daughter should be (the kept one mirrored through the mother's last
@@ -83,6 +91,7 @@ from .tracking_frames import (drop_jumps, frame_rows, id_persistence, keep_large
 from .tracking_lineage import LineageBook, lineage_from_rows
 from .tracking_lookback import FrameBuffer, keeper, swallowed, walk_back
 from .tracking_sister import sister_splits
+from .tracking_stretch import back_to, due_cuts, stretch_splits
 
 TRACK_COLUMNS = ("frame", "id", "y", "x", "area")
 __all__ = ["TRACK_COLUMNS", "AutoTracker", "TrackingParams", "drop_jumps", "frame_rows", "id_persistence",
@@ -138,6 +147,7 @@ class AutoTracker:
         self._book: LineageBook | None = None
         self._buffer = FrameBuffer(0)
         self._separated: set[tuple[int, int]] = set()  # (mother, frame) split without division
+        self._pending: dict[int, int] = {}  # track -> frame its mask stretched (a division to place)
         self._n_frames = 0
 
     def _default_detector(self, frames, store, limits) -> Detector:
@@ -183,7 +193,7 @@ class AutoTracker:
         next_id = 1
         t = start
         self.rows, self.new_objects, self._book = [], {}, book
-        self._separated = set()
+        self._separated, self._pending = set(), {}
         self._n_frames = n
         while t < n:
             if not session.obj_ids:  # nothing tracked: detect, else emit an empty frame
@@ -247,10 +257,15 @@ class AutoTracker:
     # ------------------------------------------------------------------ steps
     def _candidates(self, session, book, t, raw):
         """The splits of frame ``t`` to try as divisions, ``(mother, a, b, kind)``: a mask in
-        two pieces (``own_splits``, "split"), one of two lobes (``waist_splits``, "waist"), a
-        track that kept one daughter (``sister_splits``, "sister")."""
+        two pieces (``own_splits``, "split"), one of two lobes (``waist_splits``, "waist"), one
+        stretched at once into two cells' shape (``stretch_splits``, "stretch"), a track that
+        kept one daughter (``sister_splits``, "sister")."""
         out = [(m, a, b, "split") for m, a, b in book.own_splits(raw, t)]
         out += [(m, a, b, "waist") for m, a, b in book.waist_splits(raw, t, skip={c[0] for c in out})]
+        for m, _, _ in stretch_splits(book, self._buffer, raw, t, skip={c[0] for c in out}):
+            self._pending.setdefault(m, t)  # divides when it splits, or when due (cut then)
+        out += [(m, a, b, "stretch") for m, a, b in due_cuts(self._pending, raw, t, self._n_frames - 1, self.params,
+                                                             skip={c[0] for c in out})]
         out += [(m, a, b, "sister") for m, a, b in sister_splits(session, book, self._buffer, raw, t,
                                                                  skip={c[0] for c in out})]
         return out
@@ -260,15 +275,23 @@ class AutoTracker:
         held frame where the mother's mask covered both daughters (:mod:`.tracking_lookback`)
         unless it is a mask that took over a neighbour (then, with ``separate_rejected``, the
         two parts become two tracks). A "waist" (one piece of two lobes) divides only if a
-        held frame shows the mother as one cell, and stays whole when turned down. Returns
+        held frame shows the mother as one cell, and stays whole when turned down. A mother
+        whose mask stretched on a held frame (``_pending``) divides there (no walk-back);
+        a "stretch" cut on its own frame divides on ``t``; both unless swallowed. Returns
         ``(next id, divided)``."""
         p, buffer = self.params, self._buffer
-        back, single = walk_back(buffer, mother, t, masks, book.born.get(mother, t),
-                                 p.division_cover, p.division_min_elongation, p.division_back_neck)
+        s = self._pending.pop(mother, None)  # the frame it stretched: the division is there
+        if s is not None and s < t and s > book.born.get(mother, t) and buffer.held(s) is not None:
+            back, single = back_to(buffer, mother, t, masks, s), True
+        elif kind == "stretch":
+            back, single = [], True
+        else:
+            back, single = walk_back(buffer, mother, t, masks, book.born.get(mother, t),
+                                     p.division_cover, p.division_min_elongation, p.division_back_neck)
         first = back[-1][0] if back else t
         parts = back[-1][1:] if back else masks
         if ((back or kind == "waist") and not single) or swallowed(buffer, mother, first, parts, p.division_cover):
-            if kind == "waist" or not p.separate_rejected or (mother, t) in self._separated:  # once a frame
+            if kind in ("waist", "stretch") or not p.separate_rejected or (mother, t) in self._separated:  # once a frame
                 return next_id, False
             return self._separate(session, book, t, mother, masks, back, first, next_id), True
         session.remove_object(mother)
