@@ -17,8 +17,9 @@
   object split in the tiled labels although a tile window holding it whole found it
   (IoU >= 0.5) and did not split it (the others: the model split or missed it in every view).
   *Joined*: true objects sharing one label with another (>= 50 % of each: false joins). The
-  tiled run joins touching labels that are one object (``join_touching``, on when tiled);
-  ``--no-join`` stitches without it (json part ``quality_without_join``). ``--cache DIR`` keeps
+  tiled run takes back the bites labels hold of their neighbours and joins touching labels that
+  are one object (``join_touching``, on when tiled: ``seam.BiteJudge``, ``merge.UnionJudge``);
+  ``--no-join`` stitches without either (json part ``quality_without_join``). ``--cache DIR`` keeps
   every window's records and features, so a second run (e.g. ``--no-join``) re-stitches the same
   masks; the grid's seconds per tile are then the first run's.
 
@@ -154,7 +155,7 @@ def load_records(path):
 def tiled_with_views(seg, image, grid, cache=None, join=True):
     """What ``seg.generate(image)`` does tiled (each window encoded once, records per tile
     window with the whole image's contrast limits, :class:`TileStitcher` with the
-    :class:`UnionJudge` on the window's features unless ``join`` is False), also giving each
+    :class:`BiteJudge` and :class:`UnionJudge` on the window's features unless ``join`` is False), also giving each
     window's own labels and the seconds: segmenting the windows (the grid), stitching (with
     the judge). ``cache``: a folder keeping every window's records and features: a second run
     re-stitches them (the grid's seconds are then the first run's)."""
@@ -163,6 +164,7 @@ def tiled_with_views(seg, image, grid, cache=None, join=True):
     from napari_sam.engine.auto import tiled
     from napari_sam.engine.auto.merge import UnionJudge
     from napari_sam.engine.auto.records import records_to_labels
+    from napari_sam.engine.auto.seam import BiteJudge
     from napari_sam.engine.auto.stitch import TileStitcher
     from napari_sam.engine.image.preprocess import to_uint8_rgb
 
@@ -170,7 +172,8 @@ def tiled_with_views(seg, image, grid, cache=None, join=True):
     p = seg.params
     out = np.zeros(image.shape[:2], np.int32)
     judge = UnionJudge(seg.model, seg.transform) if join else None
-    stitcher = TileStitcher(grid, out.shape, p.min_mask_region_area, judge=judge)
+    bites = BiteJudge(seg.model, seg.transform) if join else None
+    stitcher = TileStitcher(grid, out.shape, p.min_mask_region_area, judge=judge, bites=bites)
     views, grid_s, stitch_s = [], 0.0, 0.0
     for tile in grid:
         ys, xs = tile.outer_slices

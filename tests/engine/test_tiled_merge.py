@@ -76,9 +76,9 @@ def test_untiled_opt_in_joins_the_models_split_nuclei_and_no_touching_pair():
     assert not joined1 and len(found1) >= len(found0)
     ids = np.unique(on[on > 0])
     assert on.dtype == np.int32 and ids.tolist() == list(range(1, len(ids) + 1))
-    # every joined label is the union of labels of the grid's result
-    for k in ids.tolist():
-        assert len(np.unique(plain[on == k])) >= 1 and not (plain[on == k] == 0).any()
+    # the labels are the grid's, joined, with bites taken back (growing over a few free pixels)
+    assert ((on > 0) & (plain == 0)).sum() <= 0.02 * (plain > 0).sum()
+    assert ((on == 0) & (plain > 0)).sum() == 0
 
 
 def _record(mask: np.ndarray) -> MaskRecord:

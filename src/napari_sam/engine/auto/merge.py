@@ -31,7 +31,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 from scipy import ndimage
-from scipy.spatial import ConvexHull, QhullError
+
+from .seam import BiteJudge, solidity
 
 
 @dataclass(frozen=True)
@@ -63,19 +64,6 @@ def touching_pairs(labels: np.ndarray, min_contact: int = 1) -> dict[tuple[int, 
         keys.append(lo * base + hi)
     uniq, n = np.unique(np.concatenate(keys), return_counts=True)
     return {(int(k // base), int(k % base)): int(c) for k, c in zip(uniq.tolist(), n.tolist()) if c >= min_contact}
-
-
-def solidity(mask: np.ndarray) -> float:
-    """The mask's area over the area of the convex hull of its pixels' squares."""
-    ys, xs = np.nonzero(mask)
-    if len(ys) == 0:
-        return 0.0
-    corners = np.concatenate([np.stack([xs + dx, ys + dy], 1) for dx in (0, 1) for dy in (0, 1)]).astype(np.float64)
-    try:
-        hull = ConvexHull(np.unique(corners, axis=0)).volume
-    except QhullError:  # a straight line of pixels
-        return 1.0
-    return float(len(ys) / hull)
 
 
 def _iou(m: np.ndarray, u: np.ndarray) -> float:
@@ -169,11 +157,15 @@ def merge_touching(labels: np.ndarray, judge, features, rule: UnionRule | None =
 
 
 def join_touching(labels: np.ndarray, model, transform, features, rule: UnionRule | None = None) -> np.ndarray:
-    """``labels`` (one image's, ids 1..n) with the touching labels that are one object joined
+    """``labels`` (one image's, ids 1..n) with the bites labels hold of their neighbours taken
+    back (:class:`~.seam.BiteJudge`), then the touching labels that are one object joined
     (:func:`merge_touching` with a :class:`UnionJudge`); the last ids move into the ids the
     joins freed (as :class:`~.stitch.LabelBook` does), so ids stay 1..n and one tile's
     labels equal the image's."""
     labels = labels.copy()
+    pairs = touching_pairs(labels, 1)
+    for piece, biter, pixels in BiteJudge(model, transform)(labels, pairs, features):
+        labels[pixels & ((labels == biter) | (labels == 0))] = piece  # the bite back (seam.BiteJudge)
     done = merge_touching(labels, UnionJudge(model, transform, rule), features, rule)
     if not done:
         return labels

@@ -33,9 +33,13 @@ A tile's masks are found on its *outer* window (core + halo). Per tile:
    labels already there (the owner missed that object). :class:`TileStitcher` pastes with
    ``contained`` = ``cover``, ``join`` = 0.5 and ``stray`` = 0.1 throughout.
 
-7. **touching labels that are one object join** — with a ``judge``
-   (:class:`~.merge.UnionJudge`) and the window's features, every pair of touching labels of
-   the image lying wholly inside the window (clear of its inner edges), not judged before at
+7. **touching labels that are one object join** — with ``bites``
+   (:class:`~.seam.BiteJudge`) and the window's features, every pair of touching labels of the
+   image lying wholly inside the window (clear of its inner edges), not looked at before at the
+   same areas, is looked at first for a bite: a label takes back the part of it its
+   neighbour's label holds (a mask over the neighbour that reached into it; only pixels move,
+   ids stay). Then, with a ``judge``
+   (:class:`~.merge.UnionJudge`), every such pair, not judged before at
    the same areas, is judged on this window's view, and the pairs found one object become one
    label (:func:`~.merge.merge_touching`; :meth:`LabelBook.settle` keeps the ids 1..n). It
    mends the point grid's splits and the tiling's (pieces owned on either side of a core edge,
@@ -53,7 +57,7 @@ import numpy as np
 from scipy import ndimage
 
 from ..frames import read
-from .merge import merge_touching
+from .merge import merge_touching, touching_pairs
 from .records import MaskRecord, records_to_labels
 
 
@@ -148,14 +152,14 @@ def adopt_whole_views(local: np.ndarray, tile, offered: list, cover: float = 0.7
 
 
 class TileStitcher:
-    """Steps 1-7 (7 with a ``judge``) for one tile after another, into an (H, W) integer
+    """Steps 1-7 (7 with ``bites`` and/or a ``judge``) for one tile after another, into an (H, W) integer
     labels array ``out`` (numpy or zarr): ``add(tile, records, out, features)`` reads and writes
     only under the tile's outer window (and under orphans' boxes). Tiles must come in ``grid``
     order."""
 
     def __init__(self, grid, image_hw, min_area: int = 0, edge_margin: int = 2, duplicate: float = 0.5,
                  orphan_overlap: float = 0.1, cover: float = 0.7, stray: float = 0.1, join: float = 0.5,
-                 judge=None) -> None:
+                 judge=None, bites=None) -> None:
         self.grid, self.image_hw, self.min_area = grid, tuple(image_hw), int(min_area)
         self.edge_margin, self.duplicate, self.orphan_overlap = edge_margin, duplicate, orphan_overlap
         self.cover, self.stray, self.join = cover, stray, join
@@ -163,6 +167,8 @@ class TileStitcher:
         self.book = LabelBook()
         self.pending: dict[int, list] = {}  # owner tile -> labels earlier tiles saw whole there
         self.judged: dict[tuple[int, int], tuple[int, int]] = {}  # pair -> its areas when judged
+        self.bites = bites  # a seam.BiteJudge: labels take back the bites their neighbours hold (step 7)
+        self.bitten: dict[tuple[int, int], tuple[int, int]] = {}  # pair -> its areas when looked at
 
     def add(self, tile, records: list[MaskRecord], out, features=None) -> None:
         """Steps 1-6 for ``tile`` (its ``records`` in outer-window pixels), then step 7 with
@@ -185,7 +191,7 @@ class TileStitcher:
             self._paste_patch(out, y0, x0, patch)
         for owner, y0, x0, patch in later:
             self.pending.setdefault(owner, []).append((y0, x0, patch))
-        if self.judge is not None and features is not None:
+        if (self.judge is not None or self.bites is not None) and features is not None:
             self._join_touching(tile, out, features)
 
     def _join_touching(self, tile, out, features) -> None:
@@ -214,10 +220,34 @@ class TileStitcher:
             self.judged[(a, b)] = areas
             return True
 
-        done = merge_touching(window, self.judge, features, candidates=candidate,
-                              join=lambda a, b: book._merge(window, [a, b]))
-        if done:
+        taken = self._take_bites(window, features, inside, (oy0, ox0)) if self.bites is not None else 0
+        done = [] if self.judge is None else merge_touching(window, self.judge, features, candidates=candidate,
+                                                            join=lambda a, b: book._merge(window, [a, b]))
+        if done or taken:
             self._write(out, (ys, xs), window)
+
+    def _take_bites(self, window, features, inside, origin) -> int:
+        """Step 7, first half: touching labels lying wholly inside the window, not looked at
+        before at their present areas, take back the bites their neighbours hold of them
+        (:class:`~.seam.BiteJudge`). Returns how many did."""
+        book = self.book
+        todo = {}
+        for (a, b), contact in touching_pairs(window, self.bites.rule.min_contact).items():
+            areas = (book.areas[a], book.areas[b])
+            if inside(a) and inside(b) and self.bitten.get((a, b)) != areas:
+                self.bitten[(a, b)] = areas
+                todo[(a, b)] = contact
+        found = self.bites(window, todo, features) if todo else []
+        for piece, biter, pixels in found:
+            bite = pixels & (window == biter)
+            new = bite | (pixels & (window == 0))  # free pixels not given to another piece already
+            book.areas[biter] -= int(bite.sum())
+            book.areas[piece] += int(new.sum())
+            window[new] = piece
+            ys, xs = np.nonzero(pixels)
+            book._box(piece, origin[0], origin[1], (slice(int(ys.min()), int(ys.max()) + 1),
+                                                    slice(int(xs.min()), int(xs.max()) + 1)))
+        return len(found)
 
     def _paste_patch(self, out, y0, x0, patch) -> None:
         sl = (slice(y0, y0 + patch.shape[0]), slice(x0, x0 + patch.shape[1]))

@@ -17,9 +17,11 @@ For each tile of a :class:`~napari_sam.engine.image.tiling.TileGrid` (row-major 
    lying on two or more earlier labels, holding half of each or more and little else, joins
    them into one (a seam split: an object's pieces owned on either side of a core edge);
    then (``join_touching``, on unless the segmenter's parameters say False) touching labels
-   lying wholly inside the window are judged on the window's own features, and those that are
-   one object join (:mod:`.merge`: a convex union that the model, clicked at its centroid,
-   gives back: the model's own splits and the tiling's);
+   lying wholly inside the window are judged on the window's own features: a label takes back
+   the bite its neighbour's label holds of it (:mod:`.seam`: the model, clicked inside the
+   label, sees it whole and convex, and the neighbour is more convex without the bite), and
+   those that are one object join (:mod:`.merge`: a convex union that the model, clicked at
+   its centroid, gives back: the model's own splits and the tiling's);
 4. the labels under the outer window are written to ``out`` (a numpy or zarr array, or a new
    int32 array), and ``progress(tiles_done, n_tiles)`` is called.
 
@@ -36,6 +38,7 @@ import numpy as np
 from ..frames import read
 from ..image.preprocess import check_contrast_limits, robust_limits, to_uint8_rgb
 from .merge import UnionJudge
+from .seam import BiteJudge
 from .stitch import TileStitcher
 
 _BAND_PIXELS = 1 << 24  # pixels read at once while sampling the contrast limits
@@ -110,9 +113,12 @@ def generate_tiled(segmenter, image, grid, contrast_limits=None,
         limits = image_contrast_limits(image)
     out = _check_out(out, hw)
     p = segmenter.params
-    judge = None if p.join_touching is False else UnionJudge(segmenter.model, segmenter.transform)
+    judge = bites = None
+    if p.join_touching is not False:
+        judge = UnionJudge(segmenter.model, segmenter.transform)
+        bites = BiteJudge(segmenter.model, segmenter.transform)  # as the untiled join_touching
     stitcher = TileStitcher(grid, hw, p.min_mask_region_area, edge_margin, duplicate, orphan_overlap, cover,
-                            judge=judge)
+                            judge=judge, bites=bites)
     cleared = np.zeros(len(grid), bool)
     for tile in grid:
         _clear_cores(out, grid, tile, cleared)
