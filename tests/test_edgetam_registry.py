@@ -199,6 +199,15 @@ def test_official_format_edgetam_file_loads_strictly(edgetam_full, file):
     assert model.name == "edgetam" and model.family == "sam2" and not model.training
     got = model.state_dict()
     assert set(got) == set(sd) and all(torch.equal(got[k], v) for k, v in sd.items())
+    # load_model keeps the official trunk (video parity); the folded one is opt-in and gives
+    # the same features to float rounding
+    assert not model.image_encoder.fused
+    x = torch.randn(1, 3, 256, 256, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        plain = model.image_encoder(x)[-1]
+        fused = model.image_encoder.fuse_()(x)[-1]
+    model.image_encoder.fuse_(False)
+    assert float((fused - plain).abs().max()) <= 1e-4 * float(plain.abs().max())
 
 
 @needs_builder

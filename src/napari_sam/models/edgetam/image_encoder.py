@@ -5,7 +5,8 @@ takes the lowest-resolution stage, 384 channels). ``scalp = 1`` drops the stride
 so ``forward`` returns 3 levels at strides 4, 8, 16 (256, 128, 64 px at 1024), highest
 resolution first — the official ``backbone_fpn``; its last level is ``vision_features``.
 The official ``vision_pos_enc`` are parameter-free sine grids
-(:func:`napari_sam.models.sam2.positions.sine_grid`).
+(:func:`napari_sam.models.sam2.positions.sine_grid`). :meth:`EdgeTamImageEncoder.fuse_`
+turns on the folded trunk (:mod:`.folding`; on in every :func:`~.build.build_edgetam` model).
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from torch import nn
 
 from ..sam2.image_encoder import FpnNeck
 from .config import EdgeTamConfig
-from .repvit import RepVitTrunk, fuse_repvit_
+from .repvit import RepVitTrunk
 
 
 class EdgeTamImageEncoder(nn.Module):
@@ -27,10 +28,19 @@ class EdgeTamImageEncoder(nn.Module):
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         levels = self.neck(self.trunk(x))
-        return levels[: len(levels) - self.scalp] if self.scalp > 0 else levels
+        levels = levels[: len(levels) - self.scalp] if self.scalp > 0 else levels
+        return [lv.contiguous() for lv in levels]  # the folded trunk runs channels-last
 
-    def fuse_(self) -> "EdgeTamImageEncoder":
+    @property
+    def fused(self) -> bool:
+        return self.trunk.folded
+
+    def fuse_(self, enabled: bool = True) -> "EdgeTamImageEncoder":
         """Fold the trunk's batch norms and re-parameterised branches into single convs
-        (inference only; call after loading the weights — the trunk's keys change)."""
-        fuse_repvit_(self.trunk)
+        whenever it runs in eval mode without autograd (``enabled=False``: the plain path).
+
+        The ``state_dict()`` keeps the official keys and values; load weights before or
+        after (the folded tensors follow every change of the weights). Returns ``self``.
+        """
+        self.trunk.fold_(enabled)
         return self

@@ -9,7 +9,11 @@ The modules below reproduce exactly those names and the forward of timm 1.0's ``
 there is no BN after the residual sum). Outputs: the four stage outputs at strides 4, 8, 16,
 32 with 48, 96, 192, 384 channels, highest resolution first.
 
-Batch norms run with their running statistics (inference only).
+Batch norms run with their running statistics (inference only). Folding
+(:meth:`RepVitTrunk.fold_`, on in every EdgeTAM that :func:`~.build.build_edgetam` makes):
+in eval mode without autograd each conv + BN pair runs as one conv, each token mixer as one
+depth-wise conv, channels-last, activations and residual sums in place — the same function
+to float rounding, the official ``state_dict()`` unchanged (see :mod:`.folding`).
 """
 
 from __future__ import annotations
@@ -17,28 +21,90 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
+import torch.nn.functional as F
 from torch import nn
+
+from .folding import FoldCache, channels_last, fold_conv_bn
+
+
+def _inference(m: nn.Module) -> bool:
+    """Eval mode and no autograd: the folded / in-place path may run."""
+    return not m.training and not torch.is_grad_enabled()
+
+
+def _gelu(x: torch.Tensor, inplace: bool) -> torch.Tensor:
+    return _GELU_(x) if inplace else F.gelu(x)
+
+
+def _find_gelu_():
+    try:
+        return torch.ops.aten.gelu_
+    except (AttributeError, RuntimeError):  # an older PyTorch: a copy, same numbers
+        return lambda x: x.copy_(F.gelu(x))
+
+
+_GELU_ = _find_gelu_()
 
 
 class ConvNorm(nn.Sequential):
-    """Conv (no bias) + BatchNorm, keys ``c.*`` / ``bn.*``."""
+    """Conv (no bias) + BatchNorm, keys ``c.*`` / ``bn.*``; one folded conv when ``fold``."""
+
+    fold = False
 
     def __init__(self, in_dim: int, out_dim: int, ks: int = 1, stride: int = 1, pad: int = 0,
                  groups: int = 1) -> None:
         super().__init__()
         self.add_module("c", nn.Conv2d(in_dim, out_dim, ks, stride, pad, groups=groups, bias=False))
         self.add_module("bn", nn.BatchNorm2d(out_dim))
+        self._folded = FoldCache()
+
+    def _sources(self) -> tuple[torch.Tensor, ...]:
+        bn = self.bn
+        return (self.c.weight, bn.weight, bn.bias, bn.running_mean, bn.running_var)
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of the one conv equal to conv + BN (eval), channels-last."""
+        def make():
+            w, b = fold_conv_bn(self.c.weight, self.bn)
+            return channels_last(w), b
+        return self._folded.get(self._sources(), make)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fold and _inference(self):
+            w, b = self.folded()
+            c = self.c
+            return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
+        return self.bn(self.c(x))
 
 
 class RepVggDw(nn.Module):
-    """Token mixer: ``dw3x3(x) + dw1x1(x) + x`` (each conv with its own BN)."""
+    """Token mixer: ``dw3x3(x) + dw1x1(x) + x`` (each conv with its own BN); one depth-wise
+    3x3 conv when ``fold``."""
+
+    fold = False
 
     def __init__(self, dim: int, kernel_size: int = 3) -> None:
         super().__init__()
         self.conv = ConvNorm(dim, dim, kernel_size, 1, (kernel_size - 1) // 2, groups=dim)
         self.conv1 = ConvNorm(dim, dim, 1, 1, 0, groups=dim)
+        self._folded = FoldCache()
+
+    def folded(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(weight, bias)`` of the depth-wise conv equal to the three branches (eval)."""
+        def make():
+            w, b = fold_conv_bn(self.conv.c.weight, self.conv.bn)
+            w1, b1 = fold_conv_bn(self.conv1.c.weight, self.conv1.bn)
+            centre = self.conv.c.kernel_size[0] // 2
+            w = w.clone()
+            w[:, :, centre, centre] += w1[:, :, 0, 0] + 1.0
+            return channels_last(w), b + b1
+        return self._folded.get(self.conv._sources() + self.conv1._sources(), make)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.fold and _inference(self):
+            w, b = self.folded()
+            c = self.conv.c
+            return F.conv2d(x, w, b, c.stride, c.padding, c.dilation, c.groups)
         return self.conv(x) + self.conv1(x) + x
 
 
@@ -57,9 +123,10 @@ class SqueezeExcite(nn.Module):
         self.fc1 = nn.Conv2d(channels, rd, 1)
         self.fc2 = nn.Conv2d(rd, channels, 1)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        s = self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True))))
-        return x * torch.sigmoid(s)
+    def forward(self, x: torch.Tensor, inplace: bool = False) -> torch.Tensor:
+        """``inplace``: scale ``x`` itself (the caller owns it, no autograd)."""
+        s = torch.sigmoid(self.fc2(torch.relu(self.fc1(x.mean((2, 3), keepdim=True)))))
+        return x.mul_(s) if inplace else x * s
 
 
 class RepVitMlp(nn.Module):
@@ -71,7 +138,7 @@ class RepVitMlp(nn.Module):
         self.conv2 = ConvNorm(hidden, dim)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(nn.functional.gelu(self.conv1(x)))
+        return self.conv2(_gelu(self.conv1(x), _inference(self)))
 
 
 class RepViTBlock(nn.Module):
@@ -82,8 +149,11 @@ class RepViTBlock(nn.Module):
         self.channel_mixer = RepVitMlp(dim, dim * mlp_ratio)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.se(self.token_mixer(x))
-        return x + self.channel_mixer(x)
+        inplace = _inference(self)
+        x = self.token_mixer(x)  # a new tensor: the block owns it
+        if isinstance(self.se, SqueezeExcite):
+            x = self.se(x, inplace)
+        return self.channel_mixer(x).add_(x) if inplace else x + self.channel_mixer(x)
 
 
 class RepVitStem(nn.Module):
@@ -93,7 +163,7 @@ class RepVitStem(nn.Module):
         self.conv2 = ConvNorm(out_chs // 2, out_chs, 3, 2, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.conv2(nn.functional.gelu(self.conv1(x)))
+        return self.conv2(_gelu(self.conv1(x), _inference(self)))
 
 
 class RepVitDownsample(nn.Module):
@@ -108,7 +178,7 @@ class RepVitDownsample(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.channel_downsample(self.spatial_downsample(self.pre_block(x)))
-        return x + self.ffn(x)
+        return self.ffn(x).add_(x) if _inference(self) else x + self.ffn(x)
 
 
 class RepVitStage(nn.Module):
@@ -128,7 +198,8 @@ class RepVitStage(nn.Module):
 
 
 class RepVitBody(nn.Module):
-    """The feature extractor: ``stem``, ``stages_0`` .. ``stages_{n-1}``; returns every stage."""
+    """The feature extractor: ``stem``, ``stages_0`` .. ``stages_{n-1}``; returns every stage
+    (channels-last when folding runs: the caller makes them contiguous if it needs to)."""
 
     def __init__(self, embed_dim: Sequence[int], depth: Sequence[int], mlp_ratio: int = 2,
                  in_chans: int = 3) -> None:
@@ -143,6 +214,8 @@ class RepVitBody(nn.Module):
             in_dim = dim
 
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        if self.stem.conv1.fold and _inference(self):
+            x = x.contiguous(memory_format=torch.channels_last)
         x = self.stem(x)
         outs = []
         for i in range(self.num_stages):
@@ -163,43 +236,16 @@ class RepVitTrunk(nn.Module):
     def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
         return self.body(x)
 
+    @property
+    def folded(self) -> bool:
+        """Whether the folded path runs (in eval mode without autograd)."""
+        return self.body.stem.conv1.fold
 
-# ---- inference-time re-parameterisation (after the weights are loaded) -------------------
-
-@torch.no_grad()
-def _fuse_conv_norm(m: ConvNorm) -> nn.Conv2d:
-    """Fold the BN's running statistics into the conv: one conv with bias."""
-    c, bn = m.c, m.bn
-    scale = bn.weight / torch.sqrt(bn.running_var + bn.eps)
-    out = nn.Conv2d(c.in_channels, c.out_channels, c.kernel_size, c.stride, c.padding,
-                    groups=c.groups, bias=True, device=c.weight.device, dtype=c.weight.dtype)
-    out.weight.copy_(c.weight * scale[:, None, None, None])
-    out.bias.copy_(bn.bias - bn.running_mean * scale)
-    return out
-
-
-@torch.no_grad()
-def _fuse_token_mixer(m: RepVggDw) -> nn.Conv2d:
-    """``dw3x3 + dw1x1 + identity`` as one depth-wise 3x3 conv."""
-    conv, conv1 = _fuse_conv_norm(m.conv), _fuse_conv_norm(m.conv1)
-    k = conv.kernel_size[0]
-    centre = k // 2
-    conv.weight[:, :, centre, centre] += conv1.weight[:, :, 0, 0] + 1.0
-    conv.bias += conv1.bias
-    return conv
-
-
-def fuse_repvit_(module: nn.Module) -> nn.Module:
-    """Replace, in place, every token mixer by one conv and every conv + BN by one conv.
-
-    Same function (to float rounding) in eval mode, fewer passes over memory; the state-dict
-    keys change, so load the official weights *before* fusing. Returns ``module``.
-    """
-    for name, child in list(module.named_children()):
-        if isinstance(child, RepVggDw):
-            setattr(module, name, _fuse_token_mixer(child))
-        elif isinstance(child, ConvNorm):
-            setattr(module, name, _fuse_conv_norm(child))
-        else:
-            fuse_repvit_(child)
-    return module
+    def fold_(self, enabled: bool = True) -> "RepVitTrunk":
+        """Turn folding on (or off) for every conv + BN pair and token mixer; the folded
+        tensors are made at the first folded forward and remade whenever the weights
+        change. Returns ``self``."""
+        for m in self.modules():
+            if isinstance(m, (ConvNorm, RepVggDw)):
+                m.fold = bool(enabled)
+        return self

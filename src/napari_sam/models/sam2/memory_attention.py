@@ -111,7 +111,7 @@ class MemoryAttentionLayer(nn.Module):
 
     def mlp(self, tgt: torch.Tensor) -> torch.Tensor:
         """``tgt + MLP(norm3(tgt))``."""
-        return tgt + self.linear2(F.relu(self.linear1(self.norm3(tgt))))
+        return tgt + self.linear2(F.relu(self.linear1(self.norm3(tgt)), inplace=True))
 
     def forward(self, tgt: torch.Tensor, memory: torch.Tensor, pos: torch.Tensor,
                 num_k_exclude_rope: int = 0) -> torch.Tensor:

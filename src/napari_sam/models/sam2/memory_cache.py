@@ -163,8 +163,13 @@ def attend_memories(
         else:
             tgt = layer.self_attention(tgt)
             q = layer.cross_queries(tgt)
-        k, v = _layer_keys_values(layer, li, num_q, projected, tpos_table, raw)
-        tgt = tgt + layer.cross_attn_image.attend(q, k, v)
+        ca = layer.cross_attn_image
+        if not projected and raw is not None and getattr(ca, "factored", False):
+            # a cross attention with its own exact factoring of raw memories (EdgeTAM's)
+            tgt = tgt + ca.attend_raw(q, raw.keys_in, raw.values_in, raw.num_rope)
+        else:
+            k, v = _layer_keys_values(layer, li, num_q, projected, tpos_table, raw)
+            tgt = tgt + ca.attend(q, k, v)
         tgt = layer.mlp(tgt)
     return attn.norm(tgt)
 

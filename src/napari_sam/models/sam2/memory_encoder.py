@@ -82,6 +82,11 @@ class MemoryEncoder(nn.Module):
         self.out_proj = nn.Conv2d(dim, cfg.mem_dim, kernel_size=1)
 
     def forward(self, pix_feat: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``pix_feat`` may be one frame's features expanded over the objects (batch stride
+        0): its projection, the same for every object, is then computed once."""
         masks = self.mask_downsampler(mask)
-        x = self.pix_feat_proj(pix_feat.to(masks.device)) + masks
+        pix_feat = pix_feat.to(masks.device)
+        if pix_feat.shape[0] > 1 and pix_feat.stride(0) == 0:
+            pix_feat = pix_feat[:1].clone(memory_format=torch.contiguous_format)  # as one object's
+        x = self.pix_feat_proj(pix_feat) + masks
         return self.out_proj(self.fuser(x))
