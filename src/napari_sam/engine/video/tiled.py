@@ -40,7 +40,8 @@ from .checks import frame_index, prompt_args
 from .tiled_parts import OUTSIDE, MaskRecord, Placement, PointsRecord, TileEmbeddings, TileFrames, same_grid
 from .tiled_run import TiledPropagation
 
-_OPTIONS = {"corrections_as_cond", "memory_dir", "projection_cache_bytes", "max_batch"}  # VideoSession's keywords
+_OPTIONS = {"corrections_as_cond", "memory_dir", "projection_cache_bytes", "max_batch",
+            "object_score_threshold", "stop_after_absent"}  # VideoSession's keywords
 
 
 class TiledVideoSession(TiledPropagation):
