@@ -75,8 +75,11 @@ class LatentRoPEAttention(RoPEAttention):
     CHUNK = 1024
     #: whether the model's memory attention uses :meth:`attend_raw` (raw memories only; a
     #: cached :class:`~napari_sam.models.sam2.memory_cache.ProjectedMemory` takes the plain
-    #: path). Live video parity with it: 3.8e-5 x max|official|.
-    factored = True
+    #: path). Off by default: exact in float64 (1e-14), but its other rounding order, carried
+    #: through the bf16 memories, moved the cached-projection vs plain sessions apart by 2.2e-4
+    #: of their range (torch 2.13, over the 1e-4 tolerance); it gained ~10-30 % of the cross
+    #: attention only with 7 memory frames.
+    factored = False
 
     def _split(self, x: torch.Tensor, num_rope: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``(B, T, M)`` memory tokens -> (un-rotated ``(B, U, M)``: every block's global latents

@@ -46,7 +46,8 @@ def sine_grid(channels: int, height: int, width: int, temperature: float = 10000
 
 @lru_cache(maxsize=32)
 def _sine_grid_on(channels, height, width, temperature, device, dtype) -> torch.Tensor:
-    return _sine_grid_cpu(channels, height, width, temperature).to(device=device, dtype=dtype)[None]
+    with torch.inference_mode(False), torch.no_grad():  # normal tensors in the cache (see _rope_tables_on)
+        return _sine_grid_cpu(channels, height, width, temperature).to(device=device, dtype=dtype)[None].clone()
 
 
 def sine_1d(positions: torch.Tensor, dim: int, temperature: float = 10000.0) -> torch.Tensor:
@@ -88,9 +89,12 @@ def rope_tables(dim: int, side_x: int, side_y: int, theta: float = 10000.0, devi
 
 @lru_cache(maxsize=32)
 def _rope_tables_on(dim, side_x, side_y, theta, device) -> RopeTables:
-    angles = _rope_angles_cpu(dim, side_x, side_y, theta)
-    cos, sin = angles.cos().to(device), angles.sin().to(device)
-    cis = torch.polar(torch.ones_like(angles), angles).to(device) if device.type != "mps" else None
+    # cached for the whole process: made as normal tensors even when the first caller runs in
+    # inference mode, so a later caller with autograd (training, a test) can save them for backward
+    with torch.inference_mode(False), torch.no_grad():
+        angles = _rope_angles_cpu(dim, side_x, side_y, theta)
+        cos, sin = angles.cos().to(device), angles.sin().to(device)
+        cis = torch.polar(torch.ones_like(angles), angles).to(device) if device.type != "mps" else None
     return RopeTables(cos, sin, cis)
 
 
