@@ -17,9 +17,10 @@ import numpy as np
 import pytest
 import torch
 from conftest import max_rel_err, perturb_
-from golden.make_edgetam_golden import sharpen_memory_attention_, video_frames
+from golden.make_edgetam_golden import video_frames
+from test_edgetam_video_parity import tracking_edgetam
 
-from napari_sam.models.edgetam import EDGETAM_CONFIG, EdgeTamImageEncoder, LatentRoPEAttention, build_edgetam
+from napari_sam.models.edgetam import EDGETAM_CONFIG, EdgeTamImageEncoder, LatentRoPEAttention
 
 SMALL = EDGETAM_CONFIG.replace(image_size=256)
 
@@ -107,13 +108,7 @@ def test_factored_cross_attention_refuses_partial_memory_frames():
 
 
 def _tracker():
-    cfg = SMALL.replace(repvit_embed_dim=(16, 32, 64, 128), repvit_depth=(1, 1, 1, 1))
-    torch.manual_seed(0)
-    model = perturb_(build_edgetam(cfg), seed=4, scale=0.06)
-    state = sharpen_memory_attention_(model.state_dict())
-    state["sam_mask_decoder.pred_obj_score_head.layers.2.bias"] += 1.0
-    model.load_state_dict(state)
-    return model.eval()
+    return tracking_edgetam(SMALL.replace(repvit_embed_dim=(16, 32, 64, 128), repvit_depth=(1, 1, 1, 1)))
 
 
 def test_three_objects_in_one_batch_equal_each_alone_in_a_track_step():

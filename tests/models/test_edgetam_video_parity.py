@@ -170,8 +170,13 @@ def test_video_scenario_equals_official_predictor(tmp_path, official_pair):
 
 def _small_edgetam():
     """EdgeTAM's architecture with a thin trunk (fast; not the official shapes), perturbed."""
-    cfg = EDGETAM_CONFIG.replace(image_size=256, repvit_embed_dim=(16, 32, 64, 128), repvit_depth=(1, 1, 1, 1),
-                                 memory_attention_ffn_dim=256)
+    return tracking_edgetam(EDGETAM_CONFIG.replace(image_size=256, repvit_embed_dim=(16, 32, 64, 128),
+                                                   repvit_depth=(1, 1, 1, 1), memory_attention_ffn_dim=256))
+
+
+def tracking_edgetam(cfg):
+    """An EdgeTAM of ``cfg`` with seeded perturbed weights that track: sharpened memory
+    attention, objects scored present."""
     torch.manual_seed(0)
     model = perturb_(build_edgetam(cfg), seed=4, scale=0.06)
     state = sharpen_memory_attention_(model.state_dict())
